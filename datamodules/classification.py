@@ -1,0 +1,67 @@
+"""Classification data on feature vectors."""
+
+from typing import Literal
+
+import torch
+
+from datamodules.base import SyntheticDataModule
+
+
+class FeatureClassificationData(SyntheticDataModule):
+    """Gaussian feature vectors ``x ~ N(0, I)`` with labels given by ``rule``.
+
+    Rules:
+        ``linear``: the class whose random direction has the largest projection,
+        ``argmax(x @ W)``: separable by hyperplanes, so the curves show learning.
+        ``random``: uniformly random labels, as in source 001; nothing can be learnt,
+        validation accuracy stays at chance.
+
+    Args:
+        num_features: Length of each feature vector.
+        num_classes: Number of classes.
+        rule: How labels follow from the features.
+        num_samples: Samples generated in total, before the split.
+        val_fraction: Fraction of the samples held out for validation.
+        test_fraction: Fraction of the samples held out for testing.
+        batch_size: Samples per batch; ``null`` means the whole split in one batch.
+        seed: Seeds data generation, the split and the training order.
+    """
+
+    def __init__(
+        self,
+        num_features: int = 10,
+        num_classes: int = 2,
+        rule: Literal["linear", "random"] = "linear",
+        num_samples: int = 1000,
+        val_fraction: float = 0.1,
+        test_fraction: float = 0.1,
+        batch_size: int | None = 32,
+        seed: int = 0,
+    ) -> None:
+        super().__init__(num_samples, val_fraction, test_fraction, batch_size, seed)
+        if isinstance(num_features, bool) or num_features <= 0:
+            raise ValueError(f"num_features must be a positive integer, got {num_features!r}")
+        if isinstance(num_classes, bool) or num_classes < 2:
+            raise ValueError(f"num_classes must be an integer >= 2, got {num_classes!r}")
+        if rule not in ("linear", "random"):
+            raise ValueError(f"rule must be one of ['linear', 'random'], got {rule!r}")
+        self.num_features = num_features
+        self.num_classes = num_classes
+        self.rule = rule
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return (self.num_features,)
+
+    @property
+    def num_outputs(self) -> int:
+        return self.num_classes
+
+    def generate(self, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        x = torch.randn(self.num_samples, self.num_features, generator=generator)
+        if self.rule == "random":
+            y = torch.randint(0, self.num_classes, (self.num_samples,), generator=generator)
+        else:
+            directions = torch.randn(self.num_features, self.num_classes, generator=generator)
+            y = (x @ directions).argmax(dim=1)
+        return x, y

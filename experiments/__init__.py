@@ -1,0 +1,1 @@
+"""The LightningCLI entry point (``python -m experiments``) and one YAML file per experiment."""

@@ -1,0 +1,170 @@
+import subprocess
+import sys
+
+import pytest
+import torch
+import yaml
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from experiments.cli import DEFAULT_EXPERIMENT
+from tests.conftest import EXPERIMENTS, REPO, config
+
+
+@pytest.mark.parametrize("path", EXPERIMENTS, ids=lambda p: p.stem)
+def test_every_experiment_runs_fast_dev_run(run_cli, path):
+    cli = run_cli("fit", "--config", str(path), "--trainer.fast_dev_run", "true")
+    assert cli.trainer.state.finished
+    assert cli.config.fit.experiment == path.stem
+    assert cli.trainer.callback_metrics["train/loss_step"].isfinite()
+
+
+def test_default_experiment_trains_into_the_documented_layout(run_cli, tmp_path, capsys):
+    cli = run_cli("fit", "--trainer.max_epochs", "2")
+    run = tmp_path / "lightning_logs" / DEFAULT_EXPERIMENT / "version_0"
+    assert cli.trainer.log_dir == str(run.relative_to(tmp_path))
+    assert list(run.glob("events.out.tfevents.*"))
+    saved = yaml.safe_load((run / "config.yaml").read_text())
+    assert saved["seed_everything"] == 0
+    assert saved["experiment"] == DEFAULT_EXPERIMENT
+    assert saved["data"]["class_path"] == "datamodules.FeatureClassificationData"
+    checkpoints = sorted(p.name for p in (run / "checkpoints").iterdir())
+    assert "last.ckpt" in checkpoints
+    assert any(name.startswith("best-") for name in checkpoints)
+
+    out = capsys.readouterr().out
+    assert f"Run:         {cli.trainer.log_dir}" in out
+    assert "last.ckpt" in out
+    assert "best-" in out
+    assert "tensorboard --logdir lightning_logs" in out
+
+    run_cli("fit", "--trainer.max_epochs", "1")
+    assert (run.parent / "version_1" / "config.yaml").exists()
+
+
+def test_event_file_holds_the_contract_tags(run_cli, tmp_path):
+    run_cli("fit", "--config", config("linear_regression"), "--trainer.max_epochs", "20")
+    events = EventAccumulator(str(tmp_path / "lightning_logs/linear_regression/version_0"))
+    events.Reload()
+    tags = set(events.Tags()["scalars"])
+    expected = {"train/loss_step", "train/loss_epoch", "val/loss", "val/mae", "val/r2"}
+    assert expected | {"train/mae", "train/r2"} <= tags
+    assert len(events.Scalars("train/loss_epoch")) == 20
+    assert len(events.Scalars("val/loss")) == 2  # validation every 10 epochs in this experiment
+
+
+def test_last_checkpoint_is_the_newest_even_without_improvement(run_cli, tmp_path):
+    # lr 0 freezes the weights: val/loss never improves after the first epoch, yet last.ckpt
+    # must follow the run to its end (Lightning 2.6 alone would leave it at epoch 0).
+    run_cli(
+        "fit",
+        "--trainer.max_epochs",
+        "3",
+        "--model.init_args.optimizer.init_args.lr",
+        "0",
+    )
+    checkpoints = tmp_path / "lightning_logs" / DEFAULT_EXPERIMENT / "version_0" / "checkpoints"
+    last = torch.load(checkpoints / "last.ckpt", weights_only=True)
+    assert last["epoch"] == 2
+    assert last["global_step"] == 3 * 25
+    (best,) = checkpoints.glob("best-*.ckpt")
+    assert torch.load(best, weights_only=True)["epoch"] == 0
+
+
+def test_experiment_name_can_be_set(run_cli, tmp_path):
+    cli = run_cli(
+        "fit",
+        "--config",
+        config("mlp_classification"),
+        "--experiment",
+        "mine",
+        "--trainer.max_epochs",
+        "1",
+    )
+    assert (tmp_path / "lightning_logs" / "mine" / "version_0" / "config.yaml").exists()
+    assert cli.config.fit.experiment == "mine"
+
+
+def test_default_root_dir_moves_the_log_root(run_cli, tmp_path):
+    root = tmp_path / "elsewhere"
+    run_cli("fit", "--trainer.max_epochs", "1", "--trainer.default_root_dir", str(root))
+    assert (root / "lightning_logs" / DEFAULT_EXPERIMENT / "version_0" / "config.yaml").exists()
+
+
+@pytest.mark.parametrize(
+    ("optimizer", "lr"), [("torch.optim.SGD", 0.05), ("torch.optim.RMSprop", 0.002)]
+)
+def test_optimizer_is_selected_from_the_command_line(run_cli, optimizer, lr):
+    cli = run_cli(
+        "fit",
+        "--model.init_args.optimizer.class_path",
+        optimizer,
+        "--model.init_args.optimizer.init_args.lr",
+        str(lr),
+        "--trainer.fast_dev_run",
+        "true",
+    )
+    (built,) = cli.trainer.optimizers
+    assert f"{type(built).__module__}.{type(built).__name__}".endswith(optimizer.split(".")[-1])
+    assert built.param_groups[0]["lr"] == lr
+
+
+@pytest.mark.parametrize("subcommand", ["validate", "test", "predict"])
+def test_evaluation_subcommands_load_a_checkpoint_file(run_cli, tmp_path, subcommand):
+    run_cli("fit", "--config", config("linear_regression"), "--trainer.max_epochs", "10")
+    ckpt = tmp_path / "lightning_logs/linear_regression/version_0/checkpoints/last.ckpt"
+    cli = run_cli(subcommand, "--config", config("linear_regression"), "--ckpt_path", str(ckpt))
+    weights = torch.load(ckpt, weights_only=True)["state_dict"]
+    assert torch.equal(cli.model.network.linear.weight, weights["network.linear.weight"])
+    if subcommand != "predict":
+        stage = "val" if subcommand == "validate" else "test"
+        assert {f"{stage}/loss", f"{stage}/mae", f"{stage}/r2"} <= set(cli.trainer.callback_metrics)
+
+
+def test_help_and_print_config_work_as_a_module(tmp_path):
+    def run(*args):
+        return subprocess.run(
+            [sys.executable, "-m", "experiments", *args],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+
+    helped = run("fit", "--help")
+    assert helped.returncode == 0, helped.stderr
+    assert "--experiment" in helped.stdout
+    assert "--checkpoint.monitor" in helped.stdout
+
+    printed = run("fit", "--print_config")
+    assert printed.returncode == 0, printed.stderr
+    resolved = yaml.safe_load(printed.stdout)
+    assert resolved["seed_everything"] == 0
+    assert resolved["model"]["init_args"]["network"]["class_path"] == "models.MLP"
+    assert not (tmp_path / "lightning_logs").exists()
+
+
+def test_fit_from_the_command_line_exits_zero(tmp_path):
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "experiments",
+            "fit",
+            "--config",
+            config("linear_regression"),
+            "--trainer.max_epochs",
+            "3",
+            "--trainer.enable_progress_bar",
+            "false",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "tensorboard --logdir lightning_logs" in done.stdout
+    assert (tmp_path / "lightning_logs/linear_regression/version_0/checkpoints/last.ckpt").exists()
+    assert str(REPO) not in done.stdout  # paths are printed relative to where the user is

@@ -1,0 +1,119 @@
+import functools
+
+import pytest
+import torch
+from lightning.pytorch import LightningModule, Trainer
+
+import models
+from datamodules import FeatureClassificationData, LinearRegressionData
+from models import MLP, ClassificationTask, LinearRegression, RegressionTask
+from models.tasks import is_plain
+from tests.conftest import config
+
+
+def quick_trainer(tmp_path, **kwargs) -> Trainer:
+    defaults = {
+        "max_epochs": 1,
+        "logger": False,
+        "enable_checkpointing": False,
+        "enable_progress_bar": False,
+        "enable_model_summary": False,
+        "default_root_dir": tmp_path,
+    }
+    return Trainer(**{**defaults, **kwargs})
+
+
+@pytest.mark.parametrize(
+    ("task", "data", "metrics"),
+    [
+        (
+            lambda: ClassificationTask(MLP([10], 2), num_classes=2),
+            lambda: FeatureClassificationData(num_samples=200),
+            {"acc"},
+        ),
+        (
+            lambda: RegressionTask(LinearRegression([1], 1)),
+            lambda: LinearRegressionData(num_samples=200, batch_size=32),
+            {"mae", "r2"},
+        ),
+    ],
+)
+def test_one_shared_step_logs_every_stage_under_its_prefix(tmp_path, task, data, metrics):
+    task, data = task(), data()
+    trainer = quick_trainer(tmp_path)
+    trainer.fit(task, data)
+    logged = set(trainer.callback_metrics)
+    assert {"train/loss_step", "train/loss_epoch", "val/loss"} <= logged
+    assert {f"{stage}/{m}" for stage in ("train", "val") for m in metrics} <= logged
+    (results,) = trainer.test(task, data, verbose=False)
+    assert set(results) == {"test/loss"} | {f"test/{m}" for m in metrics}
+
+
+def test_epoch_metrics_match_a_direct_computation(tmp_path):
+    data = FeatureClassificationData(num_samples=300)
+    task = ClassificationTask(MLP([10], 2), num_classes=2)
+    trainer = quick_trainer(tmp_path)
+    (results,) = trainer.validate(task, data, verbose=False)
+    x, y = data.splits["val"].tensors
+    with torch.no_grad():
+        logits = task(x)
+    assert results["val/acc"] == pytest.approx(logits.argmax(1).eq(y).float().mean().item())
+    assert results["val/loss"] == pytest.approx(
+        torch.nn.functional.cross_entropy(logits, y).item(), rel=1e-5
+    )
+
+
+@pytest.mark.parametrize(
+    ("optimizer", "kind"),
+    [
+        (functools.partial(torch.optim.SGD, lr=0.1, momentum=0.9), torch.optim.SGD),
+        (functools.partial(torch.optim.Adam, lr=1e-3), torch.optim.Adam),
+        (functools.partial(torch.optim.RMSprop, lr=1e-2), torch.optim.RMSprop),
+    ],
+)
+def test_optimizer_is_built_from_the_callable(optimizer, kind):
+    task = RegressionTask(LinearRegression([1], 1), optimizer=optimizer)
+    built = task.configure_optimizers()
+    assert isinstance(built, kind)
+    assert built.param_groups[0]["lr"] == optimizer.keywords["lr"]
+
+
+def test_scheduler_is_stepped_per_epoch():
+    task = RegressionTask(
+        LinearRegression([1], 1),
+        lr_scheduler=functools.partial(torch.optim.lr_scheduler.StepLR, step_size=2),
+    )
+    built = task.configure_optimizers()
+    assert isinstance(built["lr_scheduler"]["scheduler"], torch.optim.lr_scheduler.StepLR)
+    assert built["lr_scheduler"]["interval"] == "epoch"
+
+
+def test_hyperparameters_built_in_python_keep_only_plain_values():
+    task = ClassificationTask(MLP([10], 2), num_classes=2, optimizer=torch.optim.SGD)
+    assert dict(task.hparams) == {"num_classes": 2, "lr_scheduler": None}
+    assert is_plain(dict(task.hparams))
+    assert not is_plain({"network": MLP([1], 1)})
+    assert not is_plain({"optimizer": torch.optim.SGD})
+
+
+def test_checkpoint_from_the_cli_rebuilds_with_weights_only(run_cli, tmp_path):
+    run_cli("fit", "--config", config("mlp_classification"), "--trainer.max_epochs", "1")
+    path = next(tmp_path.glob("lightning_logs/mlp_classification/version_0/checkpoints/last.ckpt"))
+
+    checkpoint = torch.load(path, weights_only=True)  # raises if anything in it is pickled code
+    assert is_plain(checkpoint["hyper_parameters"])
+    assert checkpoint["hyper_parameters"]["network"]["init_args"]["input_shape"] == [10]
+
+    assert models.ClassificationTask  # the class must be imported before loading, by design
+    loaded = LightningModule.load_from_checkpoint(path)
+    assert isinstance(loaded, ClassificationTask)
+    for name, tensor in loaded.state_dict().items():
+        assert torch.equal(tensor, checkpoint["state_dict"][name]), name
+    x = torch.randn(4, 10)
+    network = MLP([10], 2, hidden_sizes=[50])
+    network.load_state_dict(
+        {k.removeprefix("network."): v for k, v in checkpoint["state_dict"].items()}
+    )
+    assert torch.equal(loaded(x), network(x))
+    # The loaded task keeps the plain description, so a checkpoint saved from it is complete too.
+    assert loaded.hparams["network"] == checkpoint["hyper_parameters"]["network"]
