@@ -2,6 +2,15 @@
 
 from datamodules.base import SyntheticDataModule
 from datamodules.classification import FeatureClassificationData
-from datamodules.regression import LinearRegressionData
+from datamodules.images import StripeImageData
+from datamodules.regression import LinearRegressionData, TeacherRegressionData
+from datamodules.sequences import RecallSequenceData
 
-__all__ = ["FeatureClassificationData", "LinearRegressionData", "SyntheticDataModule"]
+__all__ = [
+    "FeatureClassificationData",
+    "LinearRegressionData",
+    "RecallSequenceData",
+    "StripeImageData",
+    "SyntheticDataModule",
+    "TeacherRegressionData",
+]

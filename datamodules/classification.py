@@ -6,15 +6,22 @@ import torch
 
 from datamodules.base import SyntheticDataModule
 
+RULES = ["linear", "sum", "xor", "circles", "random"]
+BINARY_RULES = {"sum", "xor", "circles"}
+
 
 class FeatureClassificationData(SyntheticDataModule):
     """Gaussian feature vectors ``x ~ N(0, I)`` with labels given by ``rule``.
 
-    Rules:
+    Rules (``sum``, ``xor`` and ``circles`` are binary):
         ``linear``: the class whose random direction has the largest projection,
-        ``argmax(x @ W)``: separable by hyperplanes, so the curves show learning.
-        ``random``: uniformly random labels, as in source 001; nothing can be learnt,
-        validation accuracy stays at chance.
+        ``argmax(x @ W)``: separable by hyperplanes.
+        ``sum``: ``x0 + x1 + ... > 0``, the rule of source 004.
+        ``xor``: ``(x0 > 0) != (x1 > 0)``; no single hyperplane separates the classes.
+        ``circles``: inside or outside the sphere that splits the samples in half;
+        not linearly separable either.
+        ``random``: uniformly random labels, as in sources 000-003; there is nothing to learn,
+        so validation accuracy stays at chance whatever the training loss does.
 
     Args:
         num_features: Length of each feature vector.
@@ -31,7 +38,7 @@ class FeatureClassificationData(SyntheticDataModule):
         self,
         num_features: int = 10,
         num_classes: int = 2,
-        rule: Literal["linear", "random"] = "linear",
+        rule: Literal["linear", "sum", "xor", "circles", "random"] = "linear",
         num_samples: int = 1000,
         val_fraction: float = 0.1,
         test_fraction: float = 0.1,
@@ -43,8 +50,12 @@ class FeatureClassificationData(SyntheticDataModule):
             raise ValueError(f"num_features must be a positive integer, got {num_features!r}")
         if isinstance(num_classes, bool) or num_classes < 2:
             raise ValueError(f"num_classes must be an integer >= 2, got {num_classes!r}")
-        if rule not in ("linear", "random"):
-            raise ValueError(f"rule must be one of ['linear', 'random'], got {rule!r}")
+        if rule not in RULES:
+            raise ValueError(f"rule must be one of {RULES}, got {rule!r}")
+        if rule in BINARY_RULES and num_classes != 2:
+            raise ValueError(f"rule {rule!r} makes 2 classes, got num_classes={num_classes}")
+        if rule == "xor" and num_features < 2:
+            raise ValueError(f"rule 'xor' needs num_features >= 2, got {num_features}")
         self.num_features = num_features
         self.num_classes = num_classes
         self.rule = rule
@@ -61,7 +72,14 @@ class FeatureClassificationData(SyntheticDataModule):
         x = torch.randn(self.num_samples, self.num_features, generator=generator)
         if self.rule == "random":
             y = torch.randint(0, self.num_classes, (self.num_samples,), generator=generator)
-        else:
+        elif self.rule == "linear":
             directions = torch.randn(self.num_features, self.num_classes, generator=generator)
             y = (x @ directions).argmax(dim=1)
-        return x, y
+        elif self.rule == "sum":
+            y = x.sum(dim=1) > 0
+        elif self.rule == "xor":
+            y = (x[:, 0] > 0) != (x[:, 1] > 0)
+        else:
+            radius = x.norm(dim=1)
+            y = radius > radius.median()
+        return x, y.long()

@@ -1,6 +1,7 @@
 """Regression data: targets from a known function of the inputs, plus Gaussian noise."""
 
 from collections.abc import Sequence
+from typing import Literal
 
 import torch
 
@@ -56,3 +57,92 @@ class LinearRegressionData(SyntheticDataModule):
         noise = torch.randn(self.num_samples, 1, generator=generator)
         y = x @ torch.tensor(self.weights).unsqueeze(1) + self.bias + self.noise_std * noise
         return x, y
+
+
+class TeacherRegressionData(SyntheticDataModule):
+    """Targets from a fixed random "teacher" network, plus Gaussian noise.
+
+    The teacher is ``act(x @ W1 + b1) @ w2`` with ``hidden_size`` units (``0``: the linear
+    ``x @ w + b``), scaled to unit standard deviation, optionally passed through a ReLU
+    (``relu_output``), then ``noise_std`` of noise is added. With ``targets: noise`` the
+    targets are pure ``N(0, 1)`` draws unrelated to the inputs, as in sources 000, 002 and 003:
+    the training loss can fall only by memorising, and validation R² stays at or below 0.
+
+    Args:
+        num_features: Length of each input vector.
+        hidden_size: Hidden units of the teacher; 0 makes it linear.
+        activation: The teacher's hidden non-linearity.
+        relu_output: Clamp the teacher's output at zero.
+        noise_std: Standard deviation of the noise added to the teacher's output.
+        targets: ``teacher`` (learnable) or ``noise`` (the sources' random targets).
+        num_samples: Samples generated in total, before the split.
+        val_fraction: Fraction of the samples held out for validation.
+        test_fraction: Fraction of the samples held out for testing.
+        batch_size: Samples per batch; ``null`` means the whole split in one batch.
+        seed: Seeds data generation, the split and the training order.
+    """
+
+    def __init__(
+        self,
+        num_features: int = 10,
+        hidden_size: int = 5,
+        activation: Literal["relu", "sigmoid", "tanh"] = "relu",
+        relu_output: bool = False,
+        noise_std: float = 0.1,
+        targets: Literal["teacher", "noise"] = "teacher",
+        num_samples: int = 1000,
+        val_fraction: float = 0.1,
+        test_fraction: float = 0.1,
+        batch_size: int | None = 32,
+        seed: int = 0,
+    ) -> None:
+        super().__init__(num_samples, val_fraction, test_fraction, batch_size, seed)
+        if isinstance(num_features, bool) or num_features <= 0:
+            raise ValueError(f"num_features must be a positive integer, got {num_features!r}")
+        if isinstance(hidden_size, bool) or hidden_size < 0:
+            raise ValueError(f"hidden_size must be an integer >= 0, got {hidden_size!r}")
+        if activation not in TEACHER_ACTIVATIONS:
+            raise ValueError(
+                f"activation must be one of {sorted(TEACHER_ACTIVATIONS)}, got {activation!r}"
+            )
+        if noise_std < 0:
+            raise ValueError(f"noise_std must be >= 0, got {noise_std!r}")
+        if targets not in ("teacher", "noise"):
+            raise ValueError(f"targets must be one of ['noise', 'teacher'], got {targets!r}")
+        self.num_features = num_features
+        self.hidden_size = hidden_size
+        self.activation = activation
+        self.relu_output = relu_output
+        self.noise_std = noise_std
+        self.targets = targets
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return (self.num_features,)
+
+    @property
+    def num_outputs(self) -> int:
+        return 1
+
+    def teacher(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """The noiseless targets for ``x``, with weights drawn from ``generator``."""
+        features = x
+        if self.hidden_size:
+            w1 = torch.randn(self.num_features, self.hidden_size, generator=generator)
+            b1 = torch.randn(self.hidden_size, generator=generator)
+            features = TEACHER_ACTIVATIONS[self.activation](x @ w1 / self.num_features**0.5 + b1)
+        w2 = torch.randn(features.shape[1], 1, generator=generator)
+        bias = torch.randn(1, generator=generator)
+        z = features @ w2 + bias
+        z = z / z.std()
+        return torch.relu(z) if self.relu_output else z
+
+    def generate(self, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        x = torch.randn(self.num_samples, self.num_features, generator=generator)
+        if self.targets == "noise":
+            return x, torch.randn(self.num_samples, 1, generator=generator)
+        y = self.teacher(x, generator)
+        return x, y + self.noise_std * torch.randn(y.shape, generator=generator)
+
+
+TEACHER_ACTIVATIONS = {"relu": torch.relu, "sigmoid": torch.sigmoid, "tanh": torch.tanh}

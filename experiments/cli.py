@@ -46,7 +46,7 @@ class _DropAdverts(logging.Filter):
         return not str(record.msg).startswith("💡 Tip")
 
 
-logging.getLogger("lightning.fabric.utilities.rank_zero").addFilter(_DropAdverts())
+logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(_DropAdverts())
 
 
 def experiment_name(config_files: Sequence[object] | None) -> str:

@@ -19,12 +19,17 @@ ACTIVATIONS: dict[str, type[nn.Module]] = {
 }
 
 
+def activation_layer(name: str) -> nn.Module:
+    """The activation module called ``name``."""
+    if name not in ACTIVATIONS:
+        raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {name!r}")
+    return ACTIVATIONS[name]()
+
+
 def hidden_block(
     in_features: int, out_features: int, activation: str, norm: str, dropout: float
 ) -> list[nn.Module]:
     """Linear layer, optional normalisation, activation and optional dropout, in that order."""
-    if activation not in ACTIVATIONS:
-        raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}")
     layers: list[nn.Module] = [nn.Linear(in_features, out_features)]
     if norm == "batch":
         layers.append(nn.BatchNorm1d(out_features))
@@ -32,7 +37,7 @@ def hidden_block(
         layers.append(nn.LayerNorm(out_features))
     elif norm != "none":
         raise ValueError(f"norm must be one of ['batch', 'layer', 'none'], got {norm!r}")
-    layers.append(ACTIVATIONS[activation]())
+    layers.append(activation_layer(activation))
     if dropout > 0:
         layers.append(nn.Dropout(dropout))
     return layers
@@ -50,6 +55,8 @@ class MLP(nn.Sequential):
         activation: Non-linearity after each hidden layer.
         norm: Normalisation after each hidden linear layer: batch norm, layer norm or none.
         dropout: Dropout probability after each hidden activation (0 disables it).
+        output_activation: Non-linearity after the output layer, e.g. ``relu`` for the
+            ``Linear`` + ReLU network of source 002; ``none`` leaves the outputs linear.
     """
 
     def __init__(
@@ -60,6 +67,7 @@ class MLP(nn.Sequential):
         activation: Activation = "relu",
         norm: Norm = "none",
         dropout: float = 0.0,
+        output_activation: Activation | Literal["none"] = "none",
     ) -> None:
         in_features = math.prod(_shapes.shape("input_shape", input_shape))
         for size in hidden_sizes:
@@ -71,4 +79,6 @@ class MLP(nn.Sequential):
             layers += hidden_block(in_features, width, activation, norm, dropout)
             in_features = width
         layers.append(nn.Linear(in_features, _shapes.positive("num_outputs", num_outputs)))
+        if output_activation != "none":
+            layers.append(activation_layer(output_activation))
         super().__init__(*layers)

@@ -20,12 +20,16 @@ def _no_runs_written_to_the_repository():
     assert (REPO / "lightning_logs").exists() == before, "a test wrote lightning_logs/ in the repo"
 
 
+@pytest.fixture(autouse=True)
+def _plain_argv(monkeypatch: pytest.MonkeyPatch) -> None:
+    """As on a real command line: LightningCLI warns when it gets both args and pytest's argv."""
+    monkeypatch.setattr("sys.argv", ["experiments"])
+
+
 @pytest.fixture
 def run_cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[..., ExperimentCLI]:
     """Run ``python -m experiments`` in-process with cwd = ``tmp_path`` and no progress bar."""
     monkeypatch.chdir(tmp_path)
-    # As on a real command line: LightningCLI warns when it gets both args and pytest's argv.
-    monkeypatch.setattr("sys.argv", ["experiments"])
 
     def run(subcommand: str, *args: str) -> ExperimentCLI:
         return main([subcommand, *args, *QUIET])

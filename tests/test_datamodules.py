@@ -1,7 +1,13 @@
 import pytest
 import torch
 
-from datamodules import FeatureClassificationData, LinearRegressionData
+from datamodules import (
+    FeatureClassificationData,
+    LinearRegressionData,
+    RecallSequenceData,
+    StripeImageData,
+    TeacherRegressionData,
+)
 from datamodules.base import EpochShuffle, TensorBatches
 
 
@@ -146,3 +152,96 @@ def test_epoch_shuffle_is_a_permutation_fixed_by_seed_and_epoch():
 def test_bad_data_arguments_are_named(kwargs, match):
     with pytest.raises(ValueError, match=match):
         FeatureClassificationData(**kwargs)
+
+
+@pytest.mark.parametrize(
+    ("rule", "label"),
+    [
+        ("sum", lambda x: x.sum(1) > 0),
+        ("xor", lambda x: (x[:, 0] > 0) != (x[:, 1] > 0)),
+        ("circles", lambda x: x.norm(dim=1) > x.norm(dim=1).median()),
+    ],
+)
+def test_binary_rules_label_as_documented(rule, label):
+    data = FeatureClassificationData(num_features=2, rule=rule, num_samples=500)
+    x, y = data.generate(torch.Generator().manual_seed(0))
+    assert torch.equal(y, label(x).long())
+    assert 0.3 < y.float().mean() < 0.7
+
+
+def test_binary_rule_refuses_more_classes():
+    with pytest.raises(ValueError, match="rule 'xor' makes 2 classes, got num_classes=3"):
+        FeatureClassificationData(num_features=2, num_classes=3, rule="xor")
+
+
+def test_teacher_targets_are_learnable_and_noise_targets_are_not():
+    teacher = TeacherRegressionData(noise_std=0.0, num_samples=400)
+    noise = TeacherRegressionData(targets="noise", num_samples=400)
+    x, y = teacher.generate(torch.Generator().manual_seed(0))
+    assert y.std() == pytest.approx(1.0, abs=1e-5)  # the teacher's output is scaled to unit std
+    again = teacher.generate(torch.Generator().manual_seed(0))
+    assert torch.equal(y, again[1])
+    x, y = noise.generate(torch.Generator().manual_seed(0))
+    design = torch.cat([x, torch.ones(len(x), 1)], 1)
+    fit = design @ torch.linalg.lstsq(design, y).solution
+    r2 = 1 - (y - fit).pow(2).sum() / (y - y.mean()).pow(2).sum()
+    assert r2 < 0.05  # the inputs explain nothing of pure-noise targets
+
+
+def test_relu_output_teacher_is_what_the_simple_net_can_represent():
+    data = TeacherRegressionData(hidden_size=0, relu_output=True, noise_std=0.0)
+    x, y = data.generate(torch.Generator().manual_seed(0))
+    assert (y >= 0).all()
+    positive = y.squeeze(1) > 0
+    design = torch.cat([x, torch.ones(len(x), 1)], 1)[positive]
+    solution = torch.linalg.lstsq(design, y[positive]).solution
+    assert torch.allclose(design @ solution, y[positive], atol=1e-4)  # linear where positive
+
+
+def test_stripe_images_show_their_class():
+    data = StripeImageData(image_shape=[3, 32, 32], num_classes=10, noise_std=0.0, phase="fixed")
+    x, y = data.generate(torch.Generator().manual_seed(0))
+    assert x.shape == (data.num_samples, 3, 32, 32)
+    assert data.input_shape == (3, 32, 32)
+    assert torch.equal(x[:, 0], x[:, 2])  # every channel shows the same stripes
+    templates = {int(label): x[(y == label).nonzero()[0, 0]] for label in y.unique()}
+    assert len(templates) == 10
+    for label, template in templates.items():
+        assert torch.allclose(x[y == label], template.expand_as(x[y == label]))
+    distinct = {tuple(t.flatten()[:64].tolist()) for t in templates.values()}
+    assert len(distinct) == 10
+
+
+def test_random_phase_stripes_vary_within_a_class():
+    data = StripeImageData(image_shape=[1, 16, 16], noise_std=0.0, phase="random", num_samples=50)
+    x, y = data.generate(torch.Generator().manual_seed(0))
+    same = x[y == y[0]]
+    assert len(same) > 1
+    assert not torch.allclose(same[0], same[1])
+    assert x.abs().max() <= 1.0 + 1e-6
+
+
+def test_recall_sequences_show_the_label_once_at_the_start():
+    data = RecallSequenceData(sequence_length=12, num_features=6, num_classes=4, noise_std=0.0)
+    x, y = data.generate(torch.Generator().manual_seed(0))
+    assert x.shape == (data.num_samples, 12, 6)
+    assert data.input_shape == (12, 6)
+    assert torch.equal(x[:, 0, :4].argmax(1), y)
+    assert torch.count_nonzero(x[:, 1:]) == 0
+    noisy = RecallSequenceData(noise_std=0.5).generate(torch.Generator().manual_seed(0))[0]
+    assert noisy[:, 1:].std() == pytest.approx(0.5, rel=0.02)
+
+
+@pytest.mark.parametrize(
+    ("build", "match"),
+    [
+        (lambda: StripeImageData(image_shape=[32, 32]), r"image_shape must be \[channels"),
+        (lambda: StripeImageData(period=1), "period must be at least 2 pixels, got 1"),
+        (lambda: RecallSequenceData(num_features=3, num_classes=4), "num_features must be at"),
+        (lambda: TeacherRegressionData(targets="zeros"), "targets must be one of"),
+        (lambda: TeacherRegressionData(hidden_size=-1), "hidden_size must be an integer >= 0"),
+    ],
+)
+def test_bad_arguments_of_the_other_datamodules_are_named(build, match):
+    with pytest.raises(ValueError, match=match):
+        build()
