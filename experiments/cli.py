@@ -18,13 +18,16 @@ import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
+import yaml
 from jsonargparse import Namespace
-from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.utilities import rank_zero_only
 
 from datamodules import SyntheticDataModule
+from experiments import report
 from experiments.checkpoint import RunCheckpoint
+from experiments.figures import FigureLogger
+from experiments.predictions import PredictionWriter
 from models import Task
 
 EXPERIMENTS_DIR = Path(__file__).resolve().parent
@@ -80,6 +83,12 @@ class ExperimentCLI(LightningCLI):
             help="Run name: runs go to lightning_logs/EXPERIMENT/version_<n>/. "
             "Defaults to the name of the first --config file.",
         )
+        parser.add_argument(
+            "--test_after_fit",
+            type=bool,
+            default=True,
+            help="After fit, evaluate the best checkpoint on the test split in the same run.",
+        )
         # Shape facts come from the datamodule once it exists. jsonargparse skips a link whose
         # source the datamodule lacks (num_classes of regression data). Shapes travel as lists:
         # the checkpoint's hparams.yaml must load with yaml.safe_load, which rejects tuples.
@@ -93,6 +102,8 @@ class ExperimentCLI(LightningCLI):
         ):
             parser.link_arguments(source, target, apply_on="instantiate")
         parser.add_lightning_class_args(RunCheckpoint, "checkpoint")
+        parser.add_lightning_class_args(FigureLogger, "figures")
+        parser.add_lightning_class_args(PredictionWriter, "predictions")
         parser.set_defaults(
             {
                 "checkpoint.monitor": "val/loss",
@@ -129,17 +140,42 @@ class ExperimentCLI(LightningCLI):
         if isinstance(network, dict):
             network.setdefault("init_args", {})
 
-    @rank_zero_only
     def after_fit(self) -> None:
         trainer = self.trainer
-        checkpoint = trainer.checkpoint_callback
-        lines = [f"Run:         {trainer.log_dir}"]
-        if isinstance(checkpoint, ModelCheckpoint) and checkpoint.last_model_path:
-            lines.append(f"Best:        {checkpoint.best_model_path}")
-            lines.append(f"Last:        {checkpoint.last_model_path}")
-        if trainer.logger is not None and getattr(trainer.logger, "save_dir", None):
-            lines.append(f"TensorBoard: tensorboard --logdir {trainer.logger.save_dir}")
-        print("\n".join(lines), flush=True)
+        metrics = report.stage_metrics(trainer, "val")
+        # Read before testing: loading the best checkpoint restores the callback's state too.
+        paths = report.checkpoint_paths(trainer)
+        if self.config.fit.test_after_fit and not trainer.fast_dev_run and trainer.state.finished:
+            best = paths.get("Best") or None
+            trainer.test(self.model, datamodule=self.datamodule, ckpt_path=best, verbose=False)
+            metrics |= report.stage_metrics(trainer, "test")
+        self.report(metrics, paths)
+
+    def after_validate(self) -> None:
+        checkpoint = {"Checkpoint": str(self.config.validate.ckpt_path or "")}
+        self.report(report.stage_metrics(self.trainer, "val"), checkpoint)
+
+    def after_test(self) -> None:
+        checkpoint = {"Checkpoint": str(self.config.test.ckpt_path or "")}
+        self.report(report.stage_metrics(self.trainer, "test"), checkpoint)
+
+    @rank_zero_only
+    def after_predict(self) -> None:
+        writer = next(
+            (cb for cb in self.trainer.callbacks if isinstance(cb, PredictionWriter)), None
+        )
+        if writer is not None and writer.path is not None:
+            print(f"Predictions: {writer.path}", flush=True)
+
+    @rank_zero_only
+    def report(self, metrics: dict[str, float], paths: dict[str, str]) -> None:
+        """Fill TensorBoard's hyperparameters tab and print the summary."""
+        if self.trainer.fast_dev_run:
+            return
+        resolved = yaml.safe_load(self.parser.dump(self.config, skip_link_targets=False))
+        params = report.flat_hparams(resolved[self.subcommand])
+        report.write_hparams(self.trainer, params, sorted(metrics))
+        print(report.summary(self.trainer, metrics, paths), flush=True)
 
 
 def default_config_kwargs(args: Sequence[str]) -> dict[str, dict[str, list[str]]]:

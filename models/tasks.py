@@ -109,12 +109,23 @@ class Task(LightningModule):
     def test_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
         return self.shared_step(batch, "test")
 
-    def predict_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
-        x = batch[0] if isinstance(batch, list | tuple) else batch
-        return self(x)
+    def predict_step(self, batch: Any, batch_idx: int) -> dict[str, torch.Tensor]:
+        """Predictions of one batch, with its targets when the batch has them."""
+        x, y = (batch[0], batch[1]) if isinstance(batch, list | tuple) else (batch, None)
+        predictions = self.describe_predictions(self(x))
+        if y is not None:
+            predictions["target"] = y
+        return predictions
+
+    def describe_predictions(self, outputs: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Named per-sample values derived from the network's outputs."""
+        return {"prediction": outputs}
 
     def on_train_epoch_end(self) -> None:
         self.log_epoch_metrics("train")
+        if self.lr_scheduler_factory is not None:
+            # The learning rate the next epoch will use, once per epoch, beside the curves.
+            self.log("train/lr", self.optimizers().param_groups[0]["lr"])
 
     def on_validation_epoch_end(self) -> None:
         self.log_epoch_metrics("val")
@@ -176,3 +187,7 @@ class ClassificationTask(Task):
 
     def loss(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         return F.cross_entropy(outputs, targets)
+
+    def describe_predictions(self, outputs: torch.Tensor) -> dict[str, torch.Tensor]:
+        probability, predicted = outputs.softmax(dim=1).max(dim=1)
+        return {"class": predicted, "probability": probability}

@@ -1,0 +1,85 @@
+"""``predict`` writes its predictions as CSV into the run's directory."""
+
+import csv
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+from lightning.pytorch.callbacks import BasePredictionWriter
+
+
+class PredictionWriter(BasePredictionWriter):
+    """Writes one CSV row per predicted sample: its index, the prediction and the target.
+
+    Classification rows hold the predicted class and its probability; regression rows the
+    predicted value (one column per output). The file is written whole to a temporary name
+    and then renamed, so an interrupted ``predict`` never leaves a half-written file.
+
+    Args:
+        filename: Name of the CSV file inside the run directory.
+    """
+
+    def __init__(self, filename: str = "predictions.csv") -> None:
+        super().__init__(write_interval="epoch")
+        if not filename or Path(filename).name != filename:
+            raise ValueError(f"filename must be a plain file name, got {filename!r}")
+        self.filename = filename
+        self.path: Path | None = None
+
+    def write_on_epoch_end(
+        self,
+        trainer: pl.Trainer,
+        pl_module: pl.LightningModule,
+        predictions: Sequence[Any],
+        batch_indices: Sequence[Any],
+    ) -> None:
+        if not trainer.is_global_zero or not predictions:
+            return
+        # One dataloader: Lightning hands over a list of batches and a list of their indices.
+        batches = predictions[0] if isinstance(predictions[0], list) else predictions
+        indices = (
+            batch_indices[0]
+            if batch_indices and isinstance(batch_indices[0][0], list)
+            else batch_indices
+        )
+        columns = {name: torch.cat([b[name] for b in batches]).cpu() for name in batches[0]}
+        index = (
+            [i for batch in indices for i in batch]
+            if indices
+            else range(len(next(iter(columns.values()))))
+        )
+        header, rows = table(columns, index)
+        directory = Path(trainer.log_dir or ".")
+        directory.mkdir(parents=True, exist_ok=True)
+        self.path = directory / self.filename
+        partial = self.path.with_name(f".{self.filename}.partial")
+        with partial.open("w", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(header)
+            writer.writerows(rows)
+            handle.flush()
+            os.fsync(handle.fileno())
+        partial.replace(self.path)
+
+
+def table(columns: dict[str, torch.Tensor], index: Sequence[int]) -> tuple[list[str], list[list]]:
+    """CSV header and rows: ``index`` first, multi-output columns split as ``name_<k>``."""
+    header = ["index"]
+    values = []
+    for name, tensor in columns.items():
+        tensor = tensor.reshape(len(tensor), -1) if tensor.dim() > 1 else tensor.unsqueeze(1)
+        width = tensor.shape[1]
+        header += [name] if width == 1 else [f"{name}_{k}" for k in range(width)]
+        values.append(tensor)
+    data = torch.cat(
+        [v.double() if v.is_floating_point() else v.long().double() for v in values], 1
+    )
+    integer = [not v.is_floating_point() for v in values for _ in range(v.shape[1])]
+    rows = [
+        [int(i)] + [int(x) if is_int else float(x) for x, is_int in zip(row, integer, strict=True)]
+        for i, row in zip(index, data.tolist(), strict=True)
+    ]
+    return header, rows
