@@ -13,6 +13,8 @@ shapes reach the network:
 """
 
 import logging
+import os
+import signal
 import sys
 import warnings
 from collections.abc import Sequence
@@ -20,13 +22,16 @@ from pathlib import Path
 
 import yaml
 from jsonargparse import Namespace
-from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+from lightning.pytorch import LightningModule, Trainer
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 from lightning.pytorch.utilities import rank_zero_only
 
 from datamodules import SyntheticDataModule
-from experiments import report
-from experiments.checkpoint import RunCheckpoint
+from experiments import report, resume
+from experiments.checkpoint import RandomState, RunCheckpoint, SafeCheckpointIO
+from experiments.errors import UserError
 from experiments.figures import FigureLogger
+from experiments.interrupt import StopOnSignal
 from experiments.predictions import PredictionWriter
 from models import Task
 
@@ -38,6 +43,8 @@ SUBCOMMANDS = ("fit", "validate", "test", "predict")
 # The data are tensors already in memory: worker processes would only add start-up and copying,
 # so Lightning's advice to raise num_workers does not apply here.
 warnings.filterwarnings("ignore", message=r".*does not have many workers.*")
+# Resuming continues in the run's own checkpoints folder, so its files are expected there.
+warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
 # Lightning 2.6.6 calls a torch.utils._pytree API that torch 2.13 deprecates; not for users to fix.
 warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
 
@@ -59,11 +66,25 @@ def experiment_name(config_files: Sequence[object] | None) -> str:
     return DEFAULT_EXPERIMENT
 
 
+class KeepExistingConfig(SaveConfigCallback):
+    """Saves config.yaml into a new run; a resumed or evaluated run keeps the one it has."""
+
+    def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        exists = trainer.is_global_zero and (Path(trainer.log_dir) / self.config_filename).is_file()
+        if trainer.strategy.broadcast(exists):
+            self.already_saved = True
+            return
+        super().setup(trainer, pl_module, stage)
+
+
 class ExperimentCLI(LightningCLI):
     """LightningCLI over every task in ``models`` and every datamodule in ``datamodules``."""
 
     def __init__(self, args: Sequence[str] | None = None, **kwargs: object) -> None:
         kwargs.setdefault("seed_everything_default", 0)
+        self.stop_on_signal = StopOnSignal()
+        self.checkpoint: dict | None = None  # the --ckpt_path checkpoint, read once and checked
+        self.checkpoint_file: Path | None = None
         super().__init__(
             Task,
             SyntheticDataModule,
@@ -71,6 +92,7 @@ class ExperimentCLI(LightningCLI):
             subclass_mode_data=True,
             # Tasks build their own optimiser from an OptimizerCallable given in the YAML.
             auto_configure_optimizers=False,
+            save_config_callback=KeepExistingConfig,
             args=args,
             **kwargs,
         )
@@ -110,6 +132,8 @@ class ExperimentCLI(LightningCLI):
                 "checkpoint.mode": "min",
                 "checkpoint.save_top_k": 1,
                 "checkpoint.save_last": True,
+                # After every epoch, validated or not, so last.ckpt is always the newest state.
+                "checkpoint.save_on_train_epoch_end": True,
                 "checkpoint.filename": "best-{epoch}-{step}",
             }
         )
@@ -119,14 +143,54 @@ class ExperimentCLI(LightningCLI):
         if config.experiment is None:
             config.experiment = experiment_name(config.get("config"))
         trainer = config.trainer
+        root = Path(trainer.default_root_dir or ".") / LOG_DIR_NAME
+        logger_args = {"save_dir": str(root), "name": config.experiment, "default_hp_metric": False}
+        if config.get("ckpt_path") is not None:
+            logger_args |= self.resolve_checkpoint(config, root)
         if trainer.logger is None or trainer.logger is True:
-            root = Path(trainer.default_root_dir or ".") / LOG_DIR_NAME
             trainer.logger = Namespace(
                 class_path="lightning.pytorch.loggers.TensorBoardLogger",
-                init_args=Namespace(
-                    save_dir=str(root), name=config.experiment, default_hp_metric=False
-                ),
+                init_args=Namespace(**logger_args),
             )
+
+    def resolve_checkpoint(self, config: Namespace, root: Path) -> dict[str, int]:
+        """Turn ``--ckpt_path`` into a checked file, and say which run it continues."""
+        found = resume.resolve(str(config.ckpt_path), self.subcommand, root, config.experiment)
+        self.checkpoint = resume.load(found.path)
+        self.checkpoint_file = found.path
+        model = yaml.safe_load(self.parser.dump(self.config, skip_link_targets=False))
+        resume.check_network(self.checkpoint, model[self.subcommand]["model"], found.path)
+        config.ckpt_path = str(found.path)
+        if found.run is None:
+            return {}
+        run = {"version": found.version}
+        if self.subcommand == "fit":
+            # Hide anything the interrupted run logged after this checkpoint (a crash mid-epoch),
+            # so the curves continue from it without repeated steps.
+            run["purge_step"] = int(self.checkpoint.get("global_step", 0))
+        return run
+
+    def _parse_ckpt_path(self) -> None:
+        # LightningCLI would merge the checkpoint's hyperparameters over the config, silently
+        # turning one experiment into another. The config stays the truth; the checkpoint is
+        # checked against it instead (resume.check_network, resume.check_weights).
+        return
+
+    def instantiate_trainer(self, **kwargs: object) -> Trainer:
+        config = self._get(self.config_init, "trainer", default={})
+        plugins = config.get("plugins") or []
+        plugins = plugins if isinstance(plugins, list) else [plugins]
+        kwargs.setdefault("plugins", [*plugins, SafeCheckpointIO()])
+        callbacks = config.get("callbacks") or []
+        callbacks = callbacks if isinstance(callbacks, list) else [callbacks]
+        kwargs.setdefault("callbacks", [*callbacks, RandomState(), self.stop_on_signal])
+        return super().instantiate_trainer(**kwargs)
+
+    def check_checkpoint_fits(self) -> None:
+        if self.checkpoint is not None and self.checkpoint_file is not None:
+            resume.check_weights(self.checkpoint, self.model, self.checkpoint_file)
+
+    before_fit = before_validate = before_test = before_predict = check_checkpoint_fits
 
     def _dump_config(self) -> None:
         # Lightning copies instantiation-linked values into the checkpoint's hyperparameters by
@@ -142,6 +206,8 @@ class ExperimentCLI(LightningCLI):
 
     def after_fit(self) -> None:
         trainer = self.trainer
+        if self.stop_on_signal.received is not None:
+            self.report_interruption(self.stop_on_signal.received)
         metrics = report.stage_metrics(trainer, "val")
         # Read before testing: loading the best checkpoint restores the callback's state too.
         paths = report.checkpoint_paths(trainer)
@@ -158,6 +224,22 @@ class ExperimentCLI(LightningCLI):
     def after_test(self) -> None:
         checkpoint = {"Checkpoint": str(self.config.test.ckpt_path or "")}
         self.report(report.stage_metrics(self.trainer, "test"), checkpoint)
+
+    def report_interruption(self, signum: int) -> None:
+        """Say where the stopped run's checkpoint is and how to continue; exit 128 + signum."""
+        paths = report.checkpoint_paths(self.trainer)
+        if self.trainer.is_global_zero:
+            config = self.config.fit
+            command = "python -m experiments fit"
+            if config.get("config"):
+                command += f" --config {config.config[0]}"
+            print(
+                f"Stopped by {signal.Signals(signum).name} after epoch "
+                f"{self.trainer.current_epoch - 1}: checkpoint {paths.get('Last', '(none)')}\n"
+                f"Continue with: {command} --ckpt_path last",
+                flush=True,
+            )
+        raise SystemExit(128 + signum)
 
     @rank_zero_only
     def after_predict(self) -> None:
@@ -187,6 +269,16 @@ def default_config_kwargs(args: Sequence[str]) -> dict[str, dict[str, list[str]]
 
 
 def main(args: Sequence[str] | None = None) -> ExperimentCLI:
-    """Run the CLI on ``args`` (the command line when ``None``) and return it."""
+    """Run the CLI on ``args`` (the command line when ``None``) and return it.
+
+    A :class:`UserError` ends the program with its one-line message and exit status;
+    ``EXPERIMENTS_TRACEBACK=1`` shows the traceback instead.
+    """
     argv = sys.argv[1:] if args is None else list(args)
-    return ExperimentCLI(args=args, parser_kwargs=default_config_kwargs(argv))
+    try:
+        return ExperimentCLI(args=args, parser_kwargs=default_config_kwargs(argv))
+    except UserError as error:
+        if os.environ.get("EXPERIMENTS_TRACEBACK"):
+            raise
+        print(f"error: {error}", file=sys.stderr, flush=True)
+        raise SystemExit(error.exit_code) from None

@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from tests.conftest import config
 
@@ -9,15 +10,16 @@ pytestmark = pytest.mark.slow
 
 
 def fit_and_test(run_cli, name: str, *overrides: str) -> dict[str, float]:
+    """Train as a user does; the final value of every curve, test metrics included."""
     cli = run_cli("fit", "--config", config(name), *overrides)
     assert cli.trainer.current_epoch == cli.trainer.max_epochs  # ran every epoch it states
-    fitted = {k: float(v) for k, v in cli.trainer.callback_metrics.items()}
-    (results,) = cli.trainer.test(cli.model, cli.datamodule, verbose=False)
-    return {**fitted, **results}
+    events = EventAccumulator(cli.trainer.log_dir)
+    events.Reload()
+    return {tag: events.Scalars(tag)[-1].value for tag in events.Tags()["scalars"]}
 
 
 def test_linear_regression_recovers_the_line(run_cli):
-    cli = run_cli("fit", "--config", config("linear_regression"))
+    cli = run_cli("fit", "--config", config("linear_regression"), "--test_after_fit", "false")
     weight = cli.model.network.linear.weight.item()
     bias = cli.model.network.linear.bias.item()
     assert weight == pytest.approx(2.0, abs=0.1)
@@ -54,9 +56,8 @@ def test_relu_beats_sigmoid_on_data_from_a_relu_teacher(run_cli):
     assert relu - sigmoid >= 0.05
 
 
-@pytest.mark.parametrize("cell", ["rnn", "gru"])
-def test_every_recurrent_cell_solves_the_memory_task(run_cli, cell):
-    results = fit_and_test(run_cli, "recurrent", "--model.init_args.network.init_args.cell", cell)
+def test_a_plain_rnn_solves_the_memory_task_too(run_cli):
+    results = fit_and_test(run_cli, "recurrent", "--model.init_args.network.init_args.cell", "rnn")
     assert results["test/acc"] >= 0.9  # chance is 0.25
 
 

@@ -1,0 +1,145 @@
+"""Which checkpoint ``--ckpt_path`` means, and whether it fits the configured run.
+
+``last`` and ``best`` name the newest run of the chosen experiment: its ``last.ckpt``, or its
+best checkpoint by ``val/loss``. A file inside ``lightning_logs/<experiment>/version_<n>/``
+belongs to that run. Resuming or evaluating happens in the run the checkpoint belongs to, so
+its curves continue and its results stay together.
+"""
+
+import pickle
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from experiments.errors import UserError
+
+VERSION = re.compile(r"version_(\d+)")
+
+
+@dataclass
+class Resolved:
+    """A checkpoint file and the run directory it belongs to (``None`` if outside any run)."""
+
+    path: Path
+    run: Path | None
+
+    @property
+    def version(self) -> int | None:
+        return int(VERSION.fullmatch(self.run.name).group(1)) if self.run else None
+
+
+def versions(root: Path, experiment: str) -> list[Path]:
+    """The experiment's run directories, newest (highest version) first."""
+    runs = [p for p in (root / experiment).glob("version_*") if VERSION.fullmatch(p.name)]
+    return sorted(runs, key=lambda p: int(VERSION.fullmatch(p.name).group(1)), reverse=True)
+
+
+def best_checkpoint(run: Path) -> Path | None:
+    """The run's best checkpoint: the newest ``best-*.ckpt`` in its checkpoints folder."""
+    candidates = sorted((run / "checkpoints").glob("best-*.ckpt"), key=lambda p: p.stat().st_mtime)
+    return candidates[-1] if candidates else None
+
+
+def resolve(ckpt_path: str, subcommand: str, root: Path, experiment: str) -> Resolved:
+    """The checkpoint that ``ckpt_path`` names for ``subcommand`` of ``experiment``."""
+    if ckpt_path in ("last", "best"):
+        if ckpt_path == "best" and subcommand == "fit":
+            raise UserError("fit resumes from --ckpt_path last or a .ckpt file, not 'best'")
+        for run in versions(root, experiment):
+            found = (
+                run / "checkpoints" / "last.ckpt" if ckpt_path == "last" else best_checkpoint(run)
+            )
+            if found is not None and found.is_file():
+                return Resolved(found, run)
+        what = "last.ckpt" if ckpt_path == "last" else "best checkpoint"
+        raise UserError(
+            f"--ckpt_path {ckpt_path}: no {what} to use for experiment '{experiment}' under "
+            f"{root / experiment} (nothing to resume; train it first with fit)"
+        )
+    path = Path(ckpt_path)
+    if not path.is_file():
+        raise UserError(f"--ckpt_path {ckpt_path}: no such checkpoint file")
+    run = path.resolve().parent.parent
+    inside = path.parent.name == "checkpoints" and VERSION.fullmatch(run.name)
+    belongs = inside and run.parent.name == experiment and run.parent.parent == root.resolve()
+    return Resolved(path, run if belongs else None)
+
+
+def load(path: Path) -> dict[str, Any]:
+    """Read a checkpoint with ``weights_only=True``; any problem becomes a one-line error."""
+    with path.open("rb") as file:
+        magic = file.read(4)
+    # torch.save writes a zip archive; files from torch < 1.6 start with a pickle protocol byte.
+    if magic != b"PK\x03\x04" and magic[:1] != b"\x80":
+        raise UserError(f"{path}: not a checkpoint file (not in PyTorch's format)")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        if "Weights only load failed" not in str(error):
+            raise UserError(f"{path}: not a readable checkpoint ({first_line(error)})") from error
+        raise UserError(
+            f"{path}: refused: it holds pickled code or objects, not only tensors and plain "
+            "values; nothing in it was run"
+        ) from error
+    except Exception as error:  # torch reports damaged files with many exception types
+        raise UserError(
+            f"{path}: not a readable checkpoint, truncated or damaged ({first_line(error)})"
+        ) from error
+    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
+        raise UserError(f"{path}: not a Lightning checkpoint (it has no state_dict)")
+    return checkpoint
+
+
+def first_line(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return text[0] if text else type(error).__name__
+
+
+def check_network(checkpoint: dict[str, Any], model: dict[str, Any], path: Path) -> None:
+    """Refuse a checkpoint whose task or network differs from the configured one."""
+    stored = checkpoint.get("hyper_parameters", {})
+    if stored.get("_class_path") and model.get("class_path") != stored["_class_path"]:
+        raise UserError(
+            f"{path}: checkpoint of a {stored['_class_path']}, the config trains a "
+            f"{model.get('class_path')}"
+        )
+    saved, wanted = stored.get("network"), (model.get("init_args") or {}).get("network")
+    if not isinstance(saved, dict) or not isinstance(wanted, dict):
+        return
+    if saved.get("class_path") != wanted.get("class_path"):
+        raise UserError(
+            f"{path}: checkpoint of network {saved.get('class_path')}, the config builds "
+            f"{wanted.get('class_path')}"
+        )
+    saved_args, wanted_args = saved.get("init_args") or {}, wanted.get("init_args") or {}
+    for key in sorted(saved_args.keys() & wanted_args.keys()):
+        if _plain(saved_args[key]) != _plain(wanted_args[key]):
+            raise UserError(
+                f"{path}: network {key} is {saved_args[key]!r} in the checkpoint but "
+                f"{wanted_args[key]!r} in the config"
+            )
+
+
+def check_weights(checkpoint: dict[str, Any], model: torch.nn.Module, path: Path) -> None:
+    """Refuse a checkpoint whose tensors do not fit the instantiated model."""
+    stored = checkpoint["state_dict"]
+    expected = model.state_dict()
+    missing = sorted(expected.keys() - stored.keys())
+    unexpected = sorted(stored.keys() - expected.keys())
+    if missing or unexpected:
+        name = (missing or unexpected)[0]
+        side = "lacks" if missing else "has an extra"
+        raise UserError(f"{path}: does not fit this model: the checkpoint {side} tensor {name}")
+    for name, tensor in expected.items():
+        if stored[name].shape != tensor.shape:
+            raise UserError(
+                f"{path}: does not fit this model: {name} is {list(stored[name].shape)} in the "
+                f"checkpoint, {list(tensor.shape)} here (was it trained on other data shapes?)"
+            )
+
+
+def _plain(value: Any) -> Any:
+    return list(value) if isinstance(value, tuple) else value
