@@ -99,6 +99,14 @@ class SyntheticDataModule(LightningDataModule):
         self.test_fraction = test_fraction
         self.batch_size = batch_size
         self.seed = seed
+        for split, size in self.split_sizes().items():
+            if size == 0:
+                fraction = {"train": None, "val": val_fraction, "test": test_fraction}[split]
+                given = f" with {split}_fraction {fraction}" if fraction is not None else ""
+                raise ValueError(
+                    f"the {split} split of {num_samples} samples{given} is empty: "
+                    "use more samples or a larger fraction"
+                )
         self.splits: dict[str, TensorBatches] = {}
 
     @property

@@ -25,6 +25,7 @@ from jsonargparse import Namespace
 from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 from lightning.pytorch.utilities import rank_zero_only
+from lightning.pytorch.utilities.exceptions import MisconfigurationException
 
 from datamodules import SyntheticDataModule
 from experiments import report, resume
@@ -32,13 +33,26 @@ from experiments.checkpoint import RandomState, RunCheckpoint, SafeCheckpointIO
 from experiments.errors import UserError
 from experiments.figures import FigureLogger
 from experiments.interrupt import StopOnSignal
+from experiments.parser import ExperimentParser, condense
 from experiments.predictions import PredictionWriter
+from experiments.sanity import (
+    FiniteLoss,
+    check_linked_overrides,
+    check_output_shape,
+    check_writable,
+)
 from models import Task
 
 EXPERIMENTS_DIR = Path(__file__).resolve().parent
 DEFAULT_EXPERIMENT = "mlp_classification"
 LOG_DIR_NAME = "lightning_logs"
 SUBCOMMANDS = ("fit", "validate", "test", "predict")
+# Shape facts the CLI copies from the datamodule into the network and the task.
+LINKED = {
+    "data.input_shape": "model.init_args.network.init_args.input_shape",
+    "data.num_outputs": "model.init_args.network.init_args.num_outputs",
+    "data.num_classes": "model.init_args.num_classes",
+}
 
 # The data are tensors already in memory: worker processes would only add start-up and copying,
 # so Lightning's advice to raise num_workers does not apply here.
@@ -93,6 +107,7 @@ class ExperimentCLI(LightningCLI):
             # Tasks build their own optimiser from an OptimizerCallable given in the YAML.
             auto_configure_optimizers=False,
             save_config_callback=KeepExistingConfig,
+            parser_class=ExperimentParser,
             args=args,
             **kwargs,
         )
@@ -114,15 +129,9 @@ class ExperimentCLI(LightningCLI):
         # Shape facts come from the datamodule once it exists. jsonargparse skips a link whose
         # source the datamodule lacks (num_classes of regression data). Shapes travel as lists:
         # the checkpoint's hparams.yaml must load with yaml.safe_load, which rejects tuples.
-        network = "model.init_args.network.init_args"
-        parser.link_arguments(
-            "data.input_shape", f"{network}.input_shape", compute_fn=list, apply_on="instantiate"
-        )
-        for source, target in (
-            ("data.num_outputs", f"{network}.num_outputs"),
-            ("data.num_classes", "model.init_args.num_classes"),
-        ):
-            parser.link_arguments(source, target, apply_on="instantiate")
+        for source, target in LINKED.items():
+            compute = list if source == "data.input_shape" else None
+            parser.link_arguments(source, target, compute_fn=compute, apply_on="instantiate")
         parser.add_lightning_class_args(RunCheckpoint, "checkpoint")
         parser.add_lightning_class_args(FigureLogger, "figures")
         parser.add_lightning_class_args(PredictionWriter, "predictions")
@@ -143,7 +152,13 @@ class ExperimentCLI(LightningCLI):
         if config.experiment is None:
             config.experiment = experiment_name(config.get("config"))
         trainer = config.trainer
+        if trainer.max_epochs is not None and trainer.max_epochs != -1 and trainer.max_epochs <= 0:
+            raise UserError(
+                f"trainer.max_epochs must be a positive integer, got {trainer.max_epochs}"
+            )
+        check_linked_overrides(config, LINKED)
         root = Path(trainer.default_root_dir or ".") / LOG_DIR_NAME
+        check_writable(root)
         logger_args = {"save_dir": str(root), "name": config.experiment, "default_hp_metric": False}
         if config.get("ckpt_path") is not None:
             logger_args |= self.resolve_checkpoint(config, root)
@@ -176,6 +191,16 @@ class ExperimentCLI(LightningCLI):
         # checked against it instead (resume.check_network, resume.check_weights).
         return
 
+    def instantiate_classes(self) -> None:
+        # A constructor's ValueError (or a task that misses an argument the data cannot link)
+        # is a mistake in the config: report it in one line.
+        try:
+            super().instantiate_classes()
+        except (ValueError, TypeError) as error:
+            raise UserError(f"cannot build the experiment: {condense(str(error))}") from error
+        except MisconfigurationException as error:
+            raise UserError(f"trainer: {resume.first_line(error)}") from error
+
     def instantiate_trainer(self, **kwargs: object) -> Trainer:
         config = self._get(self.config_init, "trainer", default={})
         plugins = config.get("plugins") or []
@@ -183,14 +208,17 @@ class ExperimentCLI(LightningCLI):
         kwargs.setdefault("plugins", [*plugins, SafeCheckpointIO()])
         callbacks = config.get("callbacks") or []
         callbacks = callbacks if isinstance(callbacks, list) else [callbacks]
-        kwargs.setdefault("callbacks", [*callbacks, RandomState(), self.stop_on_signal])
+        extra = [RandomState(), self.stop_on_signal, FiniteLoss()]
+        kwargs.setdefault("callbacks", [*callbacks, *extra])
         return super().instantiate_trainer(**kwargs)
 
-    def check_checkpoint_fits(self) -> None:
+    def check_before_running(self) -> None:
+        """Checks that need the built model, before the trainer writes anything."""
+        check_output_shape(self.model, self.datamodule)
         if self.checkpoint is not None and self.checkpoint_file is not None:
             resume.check_weights(self.checkpoint, self.model, self.checkpoint_file)
 
-    before_fit = before_validate = before_test = before_predict = check_checkpoint_fits
+    before_fit = before_validate = before_test = before_predict = check_before_running
 
     def _dump_config(self) -> None:
         # Lightning copies instantiation-linked values into the checkpoint's hyperparameters by

@@ -34,6 +34,15 @@ def is_plain(value: Any) -> bool:
     return False
 
 
+def check_optimizer(optimizer: OptimizerCallable, network: nn.Module) -> None:
+    """Build the optimiser once, so that a bad argument is reported before training starts."""
+    built = optimizer(network.parameters())
+    for group in built.param_groups:
+        rate = group.get("lr")
+        if isinstance(rate, int | float) and rate <= 0:
+            raise ValueError(f"learning rate must be > 0, got {rate}")
+
+
 class Task(LightningModule):
     """The training logic shared by every task: one step for train, val and test.
 
@@ -59,6 +68,7 @@ class Task(LightningModule):
             self.save_hyperparameters()
         self.remove_ignored_hparams([k for k, v in self.hparams.items() if not is_plain(v)])
         self.network = network
+        check_optimizer(optimizer, network)
         self.optimizer_factory = optimizer
         self.lr_scheduler_factory = lr_scheduler
         metrics = self.build_metrics()
@@ -179,6 +189,11 @@ class ClassificationTask(Task):
         optimizer: OptimizerCallable = torch.optim.Adam,
         lr_scheduler: LRSchedulerCallable | None = None,
     ) -> None:
+        if num_classes is None:  # the CLI links it from the data; regression data has none
+            raise ValueError(
+                "ClassificationTask needs num_classes, which only a classification datamodule "
+                "provides: the task does not fit this data"
+            )
         self.num_classes = _shapes.positive("num_classes", num_classes)
         super().__init__(network, optimizer, lr_scheduler)
 
