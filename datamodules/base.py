@@ -7,6 +7,14 @@ from lightning.pytorch import LightningDataModule
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 
+def check_count(name: str, value: int, minimum: int = 1) -> int:
+    """Return ``value`` if it is an integer of at least ``minimum``, else raise naming it."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        wanted = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
+        raise ValueError(f"{name} must be {wanted}, got {value!r}")
+    return value
+
+
 class TensorBatches(Dataset):
     """In-memory tensors that a DataLoader indexes one whole batch at a time.
 
@@ -82,8 +90,7 @@ class SyntheticDataModule(LightningDataModule):
         seed: int = 0,
     ) -> None:
         super().__init__()
-        if isinstance(num_samples, bool) or num_samples <= 0:
-            raise ValueError(f"num_samples must be a positive integer, got {num_samples!r}")
+        check_count("num_samples", num_samples)
         for name, fraction in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
             if not 0.0 < fraction < 1.0:
                 raise ValueError(f"{name} must be in (0, 1), got {fraction!r}")

@@ -4,7 +4,7 @@ from typing import Literal
 
 import torch
 
-from datamodules.base import SyntheticDataModule
+from datamodules.base import SyntheticDataModule, check_count
 
 RULES = ["linear", "sum", "xor", "circles", "random"]
 BINARY_RULES = {"sum", "xor", "circles"}
@@ -46,10 +46,8 @@ class FeatureClassificationData(SyntheticDataModule):
         seed: int = 0,
     ) -> None:
         super().__init__(num_samples, val_fraction, test_fraction, batch_size, seed)
-        if isinstance(num_features, bool) or num_features <= 0:
-            raise ValueError(f"num_features must be a positive integer, got {num_features!r}")
-        if isinstance(num_classes, bool) or num_classes < 2:
-            raise ValueError(f"num_classes must be an integer >= 2, got {num_classes!r}")
+        check_count("num_features", num_features)
+        check_count("num_classes", num_classes, minimum=2)
         if rule not in RULES:
             raise ValueError(f"rule must be one of {RULES}, got {rule!r}")
         if rule in BINARY_RULES and num_classes != 2:

@@ -6,7 +6,7 @@ from typing import Literal
 
 import torch
 
-from datamodules.base import SyntheticDataModule
+from datamodules.base import SyntheticDataModule, check_count
 
 
 class StripeImageData(SyntheticDataModule):
@@ -49,8 +49,7 @@ class StripeImageData(SyntheticDataModule):
             raise ValueError(
                 f"image_shape must be [channels, height, width], all positive, got {image_shape!r}"
             )
-        if isinstance(num_classes, bool) or num_classes < 2:
-            raise ValueError(f"num_classes must be an integer >= 2, got {num_classes!r}")
+        check_count("num_classes", num_classes, minimum=2)
         if period < 2:
             raise ValueError(f"period must be at least 2 pixels, got {period!r}")
         if noise_std < 0:

@@ -5,7 +5,7 @@ from typing import Literal
 
 import torch
 
-from datamodules.base import SyntheticDataModule
+from datamodules.base import SyntheticDataModule, check_count
 
 
 class LinearRegressionData(SyntheticDataModule):
@@ -97,10 +97,8 @@ class TeacherRegressionData(SyntheticDataModule):
         seed: int = 0,
     ) -> None:
         super().__init__(num_samples, val_fraction, test_fraction, batch_size, seed)
-        if isinstance(num_features, bool) or num_features <= 0:
-            raise ValueError(f"num_features must be a positive integer, got {num_features!r}")
-        if isinstance(hidden_size, bool) or hidden_size < 0:
-            raise ValueError(f"hidden_size must be an integer >= 0, got {hidden_size!r}")
+        check_count("num_features", num_features)
+        check_count("hidden_size", hidden_size, minimum=0)
         if activation not in TEACHER_ACTIVATIONS:
             raise ValueError(
                 f"activation must be one of {sorted(TEACHER_ACTIVATIONS)}, got {activation!r}"

@@ -2,7 +2,7 @@
 
 import torch
 
-from datamodules.base import SyntheticDataModule
+from datamodules.base import SyntheticDataModule, check_count
 
 
 class RecallSequenceData(SyntheticDataModule):
@@ -37,10 +37,8 @@ class RecallSequenceData(SyntheticDataModule):
         seed: int = 0,
     ) -> None:
         super().__init__(num_samples, val_fraction, test_fraction, batch_size, seed)
-        if isinstance(sequence_length, bool) or sequence_length <= 0:
-            raise ValueError(f"sequence_length must be a positive integer, got {sequence_length!r}")
-        if isinstance(num_classes, bool) or num_classes < 2:
-            raise ValueError(f"num_classes must be an integer >= 2, got {num_classes!r}")
+        check_count("sequence_length", sequence_length)
+        check_count("num_classes", num_classes, minimum=2)
         if isinstance(num_features, bool) or num_features < num_classes:
             raise ValueError(
                 f"num_features must be at least num_classes={num_classes}, got {num_features!r}"

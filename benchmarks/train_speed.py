@@ -1,0 +1,183 @@
+"""Training speed: this project's ``fit`` against plain PyTorch loops on the same workload.
+
+For each workload (an experiment's network, optimiser and batch size on its data) and dataset
+size, three ways of training run interleaved over several rounds:
+
+* ``plain``: the source material's loop, ``DataLoader(TensorDataset(x, y), shuffle=True)``;
+* ``batched``: a plain loop indexing whole batches from a permutation;
+* ``project``: ``python -m experiments fit`` with the experiment's YAML defaults (progress bar,
+  TensorBoard curves, checkpoints, figures and epoch metrics on), run in-process.
+
+Time per training step excludes start-up and the first epoch (warm-up). Ratios are against
+``plain``; the spread is the lowest and highest ratio over the rounds. Also printed: the
+start-up time of ``python -m experiments fit --help`` against ``python -c "import lightning"``.
+
+Run: ``.venv/bin/python -m benchmarks.train_speed`` (``--quick`` for a short check).
+"""
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from lightning.pytorch.callbacks import Callback
+from torch.utils.data import DataLoader, TensorDataset
+
+REPO = Path(__file__).resolve().parents[1]
+WORKLOADS = ("mlp_classification", "two_layer_relu", "cnn")
+
+
+class StepTimer(Callback):
+    """Wall time of the training steps after the first epoch."""
+
+    def __init__(self) -> None:
+        self.start = self.end = 0.0
+        self.steps = 0
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        if trainer.current_epoch == 1:
+            self.start, self.steps = time.perf_counter(), trainer.global_step
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        self.end, self.steps = time.perf_counter(), trainer.global_step - self.steps
+
+    @property
+    def per_step(self) -> float:
+        return (self.end - self.start) / max(self.steps, 1)
+
+
+def build(name: str, num_samples: int):
+    """The experiment's task and datamodule as the CLI builds them, without training."""
+    from experiments.cli import ExperimentCLI
+
+    cli = ExperimentCLI(
+        args=[
+            "--config",
+            str(REPO / "experiments" / f"{name}.yaml"),
+            "--data.init_args.num_samples",
+            str(num_samples),
+            "--trainer.logger",
+            "false",
+        ],
+        run=False,
+    )
+    cli.datamodule.setup("fit")
+    return cli.model, cli.datamodule
+
+
+def plain_loop(name: str, num_samples: int, epochs: int, batched: bool) -> float:
+    task, data = build(name, num_samples)
+    network, loss_fn = task.network, task.loss
+    optimizer = task.configure_optimizers()
+    optimizer = optimizer["optimizer"] if isinstance(optimizer, dict) else optimizer
+    x, y = data.splits["train"].tensors
+    batch = data.batch_size or len(x)
+    loader = DataLoader(TensorDataset(x, y), batch_size=batch, shuffle=True)
+    network.train()
+    start, steps = 0.0, 0
+    for epoch in range(epochs):
+        if epoch == 1:
+            start, steps = time.perf_counter(), 0
+        if batched:
+            order = torch.randperm(len(x))
+            batches = (
+                (x[order[i : i + batch]], y[order[i : i + batch]]) for i in range(0, len(x), batch)
+            )
+        else:
+            batches = loader
+        for inputs, targets in batches:
+            loss = loss_fn(network(inputs), targets)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            steps += 1
+    return (time.perf_counter() - start) / steps
+
+
+def project_fit(name: str, num_samples: int, epochs: int) -> float:
+    from experiments.cli import main
+
+    timer = StepTimer()
+    previous = os.getcwd()
+    with tempfile.TemporaryDirectory() as directory:
+        os.chdir(directory)
+        try:
+            cli = main(
+                [
+                    "fit",
+                    "--config",
+                    str(REPO / "experiments" / f"{name}.yaml"),
+                    "--data.init_args.num_samples",
+                    str(num_samples),
+                    "--trainer.max_epochs",
+                    str(epochs),
+                    "--test_after_fit",
+                    "false",
+                    "--trainer.callbacks+=benchmarks.train_speed.StepTimer",
+                ]
+            )
+        finally:
+            os.chdir(previous)
+    timer = next(cb for cb in cli.trainer.callbacks if isinstance(cb, StepTimer))
+    return timer.per_step
+
+
+def startup(command: list[str], repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        subprocess.run(command, cwd=REPO, capture_output=True, check=True)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--quick", action="store_true", help="one round, small sizes only")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(max(torch.get_num_threads(), 1))
+    sizes = {
+        "mlp_classification": (1000, 5000),
+        "two_layer_relu": (1000, 5000),
+        "cnn": (1000, 5000),
+    }
+    epochs = {"mlp_classification": 4, "two_layer_relu": 4, "cnn": 2}
+    rounds = 1 if args.quick else args.rounds
+    sys.argv = ["experiments"]
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {rounds} round(s)")
+    print(
+        f"{'workload':<20}{'N':>6}  {'way':<8}{'ms/step':>9}{'samples/s':>11}{'ratio':>7}  spread"
+    )
+    for name in WORKLOADS:
+        for size in sizes[name][:1] if args.quick else sizes[name]:
+            results: dict[str, list[float]] = {"plain": [], "batched": [], "project": []}
+            for _ in range(rounds):
+                results["plain"].append(plain_loop(name, size, epochs[name], batched=False))
+                results["batched"].append(plain_loop(name, size, epochs[name], batched=True))
+                results["project"].append(project_fit(name, size, epochs[name]))
+            batch = build(name, size)[1].batch_size
+            for way, times in results.items():
+                ratios = [t / p for t, p in zip(times, results["plain"], strict=True)]
+                per_step = statistics.median(times)
+                print(
+                    f"{name:<20}{size:>6}  {way:<8}{per_step * 1e3:>9.3f}"
+                    f"{batch / per_step:>11.0f}{statistics.median(ratios):>7.2f}  "
+                    f"{min(ratios):.2f}-{max(ratios):.2f}"
+                )
+    repeats = 1 if args.quick else 3
+    help_time = startup([sys.executable, "-m", "experiments", "fit", "--help"], repeats)
+    import_time = startup([sys.executable, "-c", "import lightning"], repeats)
+    print(
+        f"start-up: 'python -m experiments fit --help' {help_time:.2f} s, "
+        f"'python -c \"import lightning\"' {import_time:.2f} s"
+    )
+
+
+if __name__ == "__main__":
+    main()
