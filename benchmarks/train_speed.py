@@ -16,6 +16,7 @@ Run: ``.venv/bin/python -m benchmarks.train_speed`` (``--quick`` for a short che
 """
 
 import argparse
+import contextlib
 import os
 import statistics
 import subprocess
@@ -102,28 +103,30 @@ def plain_loop(name: str, num_samples: int, epochs: int, batched: bool) -> float
 def project_fit(name: str, num_samples: int, epochs: int) -> float:
     from experiments.cli import main
 
-    timer = StepTimer()
     previous = os.getcwd()
-    with tempfile.TemporaryDirectory() as directory:
+    with tempfile.TemporaryDirectory() as directory, open(os.devnull, "w") as sink:
         os.chdir(directory)
         try:
-            cli = main(
-                [
-                    "fit",
-                    "--config",
-                    str(REPO / "experiments" / f"{name}.yaml"),
-                    "--data.init_args.num_samples",
-                    str(num_samples),
-                    "--trainer.max_epochs",
-                    str(epochs),
-                    "--test_after_fit",
-                    "false",
-                    "--trainer.callbacks+=benchmarks.train_speed.StepTimer",
-                ]
-            )
+            # The progress bar still draws (its cost counts), into the void rather than here.
+            with contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
+                cli = main(
+                    [
+                        "fit",
+                        "--config",
+                        str(REPO / "experiments" / f"{name}.yaml"),
+                        "--data.init_args.num_samples",
+                        str(num_samples),
+                        "--trainer.max_epochs",
+                        str(epochs),
+                        "--test_after_fit",
+                        "false",
+                        "--trainer.callbacks+=benchmarks.train_speed.StepTimer",
+                    ]
+                )
         finally:
             os.chdir(previous)
-    timer = next(cb for cb in cli.trainer.callbacks if isinstance(cb, StepTimer))
+    # Run as a script, this module is __main__: the CLI imported its own copy of StepTimer.
+    timer = next(cb for cb in cli.trainer.callbacks if type(cb).__name__ == "StepTimer")
     return timer.per_step
 
 

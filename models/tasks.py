@@ -19,7 +19,6 @@ from torchmetrics.classification import MulticlassAccuracy
 
 from models import _shapes
 
-STAGES = ("train", "val", "test")
 PLAIN = (type(None), bool, int, float, str)
 
 
