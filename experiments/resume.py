@@ -94,6 +94,7 @@ def load(path: Path) -> dict[str, Any]:
 
 
 def first_line(error: BaseException) -> str:
+    """The first line of an exception's message, for one-line reports."""
     text = str(error).strip().splitlines()
     return text[0] if text else type(error).__name__
 
