@@ -24,7 +24,7 @@ import yaml
 from jsonargparse import Namespace
 from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
-from lightning.pytorch.utilities import rank_zero_only
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_only
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
 
 from datamodules import SyntheticDataModule
@@ -180,6 +180,11 @@ class ExperimentCLI(LightningCLI):
             return {}
         run = {"version": found.version}
         if self.subcommand == "fit":
+            epoch, step = self.checkpoint.get("epoch", 0), self.checkpoint.get("global_step", 0)
+            rank_zero_info(
+                f"Resuming {found.run} from {found.path.name} (epoch {epoch}, step {step}); "
+                "anything the run logged after that step is replaced."
+            )
             # Hide anything the interrupted run logged after this checkpoint (a crash mid-epoch),
             # so the curves continue from it without repeated steps.
             run["purge_step"] = int(self.checkpoint.get("global_step", 0))
