@@ -1,12 +1,20 @@
 """Training speed: this project's ``fit`` against plain PyTorch loops on the same workload.
 
 For each workload (an experiment's network, optimiser and batch size on its data) and dataset
-size, three ways of training run interleaved over several rounds:
+size, these ways of training run interleaved over several rounds:
 
-* ``plain``: the source material's loop, ``DataLoader(TensorDataset(x, y), shuffle=True)``;
-* ``batched``: a plain loop indexing whole batches from a permutation;
+* ``plain``: the source material's loop, ``DataLoader(TensorDataset(x, y), shuffle=True)``,
+  with the optimiser built as the source builds it (PyTorch's default implementation);
+* ``batched``: a plain loop indexing whole batches from a permutation, same optimiser;
+* ``batched-opt``: the batched loop with the optimiser exactly as the experiment configures it
+  (the YAMLs ask for the fused implementation): the floor for this project's own steps;
+* ``lightning``: Lightning's own loop around the same network, loss and optimiser as
+  configured, on the same batches, with nothing else (no logging, callbacks, progress bar or
+  checkpoints): the least a step can cost under a Trainer;
 * ``project``: ``python -m experiments fit`` with the experiment's YAML defaults (progress bar,
-  TensorBoard curves, checkpoints, figures and epoch metrics on), run in-process.
+  TensorBoard curves, checkpoints, figures and epoch metrics on), run in-process, timing the
+  training steps with everything around them except the validation passes;
+* ``project+val``: the same runs, validation passes (and the figures drawn there) included.
 
 Time per training step excludes start-up and the first epoch (warm-up). Ratios are against
 ``plain``; the spread is the lowest and highest ratio over the rounds. Also printed: the
@@ -17,6 +25,7 @@ Run: ``.venv/bin/python -m benchmarks.train_speed`` (``--quick`` for a short che
 
 import argparse
 import contextlib
+import logging
 import os
 import statistics
 import subprocess
@@ -26,29 +35,51 @@ import time
 from pathlib import Path
 
 import torch
+from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.callbacks import Callback
 from torch.utils.data import DataLoader, TensorDataset
 
 REPO = Path(__file__).resolve().parents[1]
 WORKLOADS = ("mlp_classification", "two_layer_relu", "cnn")
+WAYS = ("plain", "batched", "batched-opt", "lightning", "project", "project+val")
 
 
 class StepTimer(Callback):
-    """Wall time of the training steps after the first epoch."""
+    """Wall time per training step after the first epoch, with and without validation.
+
+    From the start of the second epoch to the end of training: every training step with its
+    hooks, logging and progress bar, the epoch-end metrics and the checkpoints. Validation
+    (with the figures drawn from it) is timed apart, since the plain loops do none.
+    """
 
     def __init__(self) -> None:
-        self.start = self.end = 0.0
+        self.start = self.end = self.validating = 0.0
         self.steps = 0
+        self._validation_start: float | None = None
 
     def on_train_epoch_start(self, trainer, pl_module) -> None:
         if trainer.current_epoch == 1:
             self.start, self.steps = time.perf_counter(), trainer.global_step
+
+    def on_validation_start(self, trainer, pl_module) -> None:
+        if self.start and not trainer.sanity_checking:
+            self._validation_start = time.perf_counter()
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        if self._validation_start is not None:
+            self.validating += time.perf_counter() - self._validation_start
+            self._validation_start = None
 
     def on_train_end(self, trainer, pl_module) -> None:
         self.end, self.steps = time.perf_counter(), trainer.global_step - self.steps
 
     @property
     def per_step(self) -> float:
+        """Seconds per training step, validation excluded."""
+        return (self.end - self.start - self.validating) / max(self.steps, 1)
+
+    @property
+    def per_step_with_validation(self) -> float:
         return (self.end - self.start) / max(self.steps, 1)
 
 
@@ -71,11 +102,22 @@ def build(name: str, num_samples: int):
     return cli.model, cli.datamodule
 
 
-def plain_loop(name: str, num_samples: int, epochs: int, batched: bool) -> float:
+def plain_loop(
+    name: str, num_samples: int, epochs: int, batched: bool, as_configured: bool = False
+) -> float:
+    """Seconds per step of a plain loop; the source's optimiser unless ``as_configured``.
+
+    The source builds its optimiser with the class and learning rate alone, so it runs
+    PyTorch's default implementation; ``as_configured`` keeps the experiment's settings
+    (``fused: true`` in the YAMLs).
+    """
     task, data = build(name, num_samples)
     network, loss_fn = task.network, task.loss
     optimizer = task.configure_optimizers()
     optimizer = optimizer["optimizer"] if isinstance(optimizer, dict) else optimizer
+    if not as_configured:
+        settings = {**optimizer.defaults, "fused": None, "foreach": None}
+        optimizer = type(optimizer)(network.parameters(), **settings)
     x, y = data.splits["train"].tensors
     batch = data.batch_size or len(x)
     loader = DataLoader(TensorDataset(x, y), batch_size=batch, shuffle=True)
@@ -100,7 +142,40 @@ def plain_loop(name: str, num_samples: int, epochs: int, batched: bool) -> float
     return (time.perf_counter() - start) / steps
 
 
-def project_fit(name: str, num_samples: int, epochs: int) -> float:
+class BareTask(LightningModule):
+    """An experiment's network, loss and optimiser in a LightningModule that does nothing else."""
+
+    def __init__(self, task: LightningModule) -> None:
+        super().__init__()
+        self.network = task.network
+        self.loss_fn = task.loss
+        self.optimizer_factory = task.optimizer_factory
+
+    def training_step(self, batch: tuple, batch_idx: int):
+        x, y = batch
+        return self.loss_fn(self.network(x), y)
+
+    def configure_optimizers(self):
+        return self.optimizer_factory(self.parameters())
+
+
+def bare_lightning(name: str, num_samples: int, epochs: int) -> float:
+    """Seconds per step of Lightning's own loop: no logging, callbacks, bar or checkpoints."""
+    task, data = build(name, num_samples)
+    timer = StepTimer()
+    trainer = Trainer(
+        max_epochs=epochs,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[timer],
+    )
+    trainer.fit(BareTask(task), train_dataloaders=data.train_dataloader())
+    return timer.per_step
+
+
+def project_fit(name: str, num_samples: int, epochs: int) -> StepTimer:
     from experiments.cli import main
 
     previous = os.getcwd()
@@ -126,8 +201,7 @@ def project_fit(name: str, num_samples: int, epochs: int) -> float:
         finally:
             os.chdir(previous)
     # Run as a script, this module is __main__: the CLI imported its own copy of StepTimer.
-    timer = next(cb for cb in cli.trainer.callbacks if type(cb).__name__ == "StepTimer")
-    return timer.per_step
+    return next(cb for cb in cli.trainer.callbacks if type(cb).__name__ == "StepTimer")
 
 
 def startup(command: list[str], repeats: int) -> float:
@@ -153,23 +227,32 @@ def main(argv: list[str] | None = None) -> None:
     epochs = {"mlp_classification": 4, "two_layer_relu": 4, "cnn": 2}
     rounds = 1 if args.quick else args.rounds
     sys.argv = ["experiments"]
+    # The runs' own start-up lines would interleave with the table.
+    for logger in ("lightning.pytorch", "lightning.fabric"):
+        logging.getLogger(logger).setLevel(logging.WARNING)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {rounds} round(s)")
     print(
-        f"{'workload':<20}{'N':>6}  {'way':<8}{'ms/step':>9}{'samples/s':>11}{'ratio':>7}  spread"
+        f"{'workload':<20}{'N':>6}  {'way':<12}{'ms/step':>9}{'samples/s':>11}{'ratio':>7}  spread"
     )
     for name in WORKLOADS:
         for size in sizes[name][:1] if args.quick else sizes[name]:
-            results: dict[str, list[float]] = {"plain": [], "batched": [], "project": []}
+            results: dict[str, list[float]] = {way: [] for way in WAYS}
             for _ in range(rounds):
                 results["plain"].append(plain_loop(name, size, epochs[name], batched=False))
                 results["batched"].append(plain_loop(name, size, epochs[name], batched=True))
-                results["project"].append(project_fit(name, size, epochs[name]))
+                results["batched-opt"].append(
+                    plain_loop(name, size, epochs[name], batched=True, as_configured=True)
+                )
+                results["lightning"].append(bare_lightning(name, size, epochs[name]))
+                timer = project_fit(name, size, epochs[name])
+                results["project"].append(timer.per_step)
+                results["project+val"].append(timer.per_step_with_validation)
             batch = build(name, size)[1].batch_size
             for way, times in results.items():
                 ratios = [t / p for t, p in zip(times, results["plain"], strict=True)]
                 per_step = statistics.median(times)
                 print(
-                    f"{name:<20}{size:>6}  {way:<8}{per_step * 1e3:>9.3f}"
+                    f"{name:<20}{size:>6}  {way:<12}{per_step * 1e3:>9.3f}"
                     f"{batch / per_step:>11.0f}{statistics.median(ratios):>7.2f}  "
                     f"{min(ratios):.2f}-{max(ratios):.2f}"
                 )

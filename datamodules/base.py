@@ -1,6 +1,8 @@
 """The datamodule base: seeded synthetic tensors, split by fractions, served as whole batches."""
 
+import math
 from collections.abc import Iterator
+from typing import Any
 
 import torch
 from lightning.pytorch import LightningDataModule
@@ -61,9 +63,91 @@ class EpochShuffle(Sampler[int]):
     def __len__(self) -> int:
         return self.size
 
-    def __iter__(self) -> Iterator[int]:
+    def permutation(self) -> torch.Tensor:
+        """The current epoch's order, as a tensor of indices."""
         generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
-        return iter(torch.randperm(self.size, generator=generator).tolist())
+        return torch.randperm(self.size, generator=generator)
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self.permutation().tolist())
+
+
+class InMemoryBatches:
+    """Batches sliced out of in-memory tensors, one indexing operation per tensor and batch.
+
+    This is what the datamodules hand Lightning for training, validation and testing. Lightning
+    accepts any iterable with a length as a dataloader and, before every training epoch, calls
+    ``set_epoch`` on its ``sampler`` (here an :class:`EpochShuffle`, or ``None`` for a pass in
+    order). A DataLoader would cost a sampler step per sample and a collate call per batch.
+
+    Under data parallelism each rank takes every ``world_size``-th sample from position ``rank``
+    (Lightning injects its ``DistributedSampler`` only into DataLoaders, so the sharding is ours):
+
+    * shuffled, the epoch's permutation is first cut to a multiple of ``world_size``, so every
+      rank runs the same number of steps (DDP needs that) and no sample is seen twice in an
+      epoch; up to ``world_size - 1`` samples sit out an epoch, different ones each epoch;
+    * in order, every sample is seen exactly once. Shards may differ by one sample; evaluation
+      has no per-batch collective, and the metrics sum their states across ranks, so the result
+      equals one process's (``DistributedSampler`` would pad with repeated samples instead).
+
+    Args:
+        data: The split's tensors; batches stay on their device.
+        batch_size: Samples per batch; ``None`` means the whole shard in one batch.
+        sampler: Shuffles per epoch; ``None`` keeps the stored order.
+        rank: This process's index among the data-parallel processes.
+        world_size: Number of data-parallel processes.
+    """
+
+    def __init__(
+        self,
+        data: TensorBatches,
+        batch_size: int | None,
+        sampler: EpochShuffle | None = None,
+        rank: int = 0,
+        world_size: int = 1,
+    ) -> None:
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank must be in [0, {world_size}), got {rank}")
+        self.tensors = data.tensors
+        # Lightning reads these two DataLoader attributes from any iterable that has a sampler.
+        self.sampler = sampler
+        self.batch_sampler = None
+        self.rank = rank
+        self.world_size = world_size
+        size = len(data)
+        if size < world_size:
+            raise ValueError(
+                f"{size} samples cannot be shared among {world_size} data-parallel processes: "
+                "use more samples or fewer devices"
+            )
+        if sampler is not None:
+            self.shard_size = size // world_size
+        else:
+            self.shard_size = len(range(rank, size, world_size))
+        self.batch_size = batch_size or max(self.shard_size, 1)
+
+    def __len__(self) -> int:
+        return math.ceil(self.shard_size / self.batch_size)
+
+    def indices(self) -> torch.Tensor | None:
+        """This rank's samples for the coming pass, or ``None`` for all of them in order."""
+        if self.sampler is not None:
+            order = self.sampler.permutation()
+            return order[self.rank : self.shard_size * self.world_size : self.world_size]
+        if self.world_size == 1:
+            return None
+        return torch.arange(self.rank, len(self.tensors[0]), self.world_size)
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, ...]]:
+        index = self.indices()
+        if index is not None:
+            index = index.to(self.tensors[0].device)
+        for start in range(0, self.shard_size, self.batch_size):
+            if index is None:
+                yield tuple(t[start : start + self.batch_size] for t in self.tensors)
+            else:
+                part = index[start : start + self.batch_size]
+                yield tuple(t[part] for t in self.tensors)
 
 
 class SyntheticDataModule(LightningDataModule):
@@ -137,35 +221,53 @@ class SyntheticDataModule(LightningDataModule):
         return {"train": self.num_samples - val - test, "val": val, "test": test}
 
     def setup(self, stage: str) -> None:
-        if self.splits:
-            return
-        generator = torch.Generator().manual_seed(self.seed)
-        x, y = self.generate(generator)
-        order = torch.randperm(self.num_samples, generator=generator)
-        start = 0
-        for name, size in self.split_sizes().items():
-            index = order[start : start + size]
-            self.splits[name] = TensorBatches(x[index], y[index])
-            start += size
+        if not self.splits:
+            generator = torch.Generator().manual_seed(self.seed)
+            x, y = self.generate(generator)
+            order = torch.randperm(self.num_samples, generator=generator)
+            start = 0
+            for name, size in self.split_sizes().items():
+                index = order[start : start + size]
+                self.splits[name] = TensorBatches(x[index], y[index])
+                start += size
+        # Generated on the CPU (the same numbers on every machine), then moved once to the
+        # device the trainer runs on, so no batch is copied to it during training.
+        device = self.trainer.strategy.root_device if self.trainer is not None else None
+        if device is not None and self.splits["train"].tensors[0].device != device:
+            for name, split in self.splits.items():
+                self.splits[name] = TensorBatches(*(t.to(device) for t in split.tensors))
 
-    def loader(self, split: str, shuffle: bool = False) -> DataLoader:
-        """A DataLoader over ``split`` that indexes whole batches."""
+    def transfer_batch_to_device(
+        self, batch: Any, device: torch.device, dataloader_idx: int
+    ) -> Any:
+        # setup() put the tensors on the training device already: skip Lightning's walk through
+        # the batch, which costs as much as a small network's forward pass.
+        if isinstance(batch, tuple | list) and all(
+            isinstance(t, torch.Tensor) and t.device == device for t in batch
+        ):
+            return batch
+        return super().transfer_batch_to_device(batch, device, dataloader_idx)
+
+    def loader(self, split: str, shuffle: bool = False) -> InMemoryBatches:
+        """Whole batches of ``split``, this process's shard of it under data parallelism."""
         data = self.splits[split]
-        return DataLoader(
-            data,
-            batch_size=self.batch_size or len(data),
-            sampler=EpochShuffle(len(data), self.seed) if shuffle else None,
-            collate_fn=whole_batch,
-        )
+        rank, world_size = 0, 1
+        if self.trainer is not None:
+            rank, world_size = self.trainer.global_rank, self.trainer.world_size
+        sampler = EpochShuffle(len(data), self.seed) if shuffle else None
+        return InMemoryBatches(data, self.batch_size, sampler, rank, world_size)
 
-    def train_dataloader(self) -> DataLoader:
+    def train_dataloader(self) -> InMemoryBatches:
         return self.loader("train", shuffle=True)
 
-    def val_dataloader(self) -> DataLoader:
+    def val_dataloader(self) -> InMemoryBatches:
         return self.loader("val")
 
-    def test_dataloader(self) -> DataLoader:
+    def test_dataloader(self) -> InMemoryBatches:
         return self.loader("test")
 
     def predict_dataloader(self) -> DataLoader:
-        return self.loader("test")
+        # A DataLoader, so that under data parallelism Lightning shards it without repeats and
+        # hands the prediction writer each batch's sample indices.
+        data = self.splits["test"]
+        return DataLoader(data, batch_size=self.batch_size or len(data), collate_fn=whole_batch)

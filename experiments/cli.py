@@ -23,6 +23,8 @@ from pathlib import Path
 import yaml
 from jsonargparse import Namespace
 from lightning.pytorch import LightningModule, Trainer
+from lightning.pytorch.callbacks import Checkpoint
+from lightning.pytorch.callbacks import ProgressBar as ProgressBarBase
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_only
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
@@ -35,6 +37,8 @@ from experiments.figures import FigureLogger
 from experiments.interrupt import StopOnSignal
 from experiments.parser import ExperimentParser, condense
 from experiments.predictions import PredictionWriter
+from experiments.profiler import NoProfiler
+from experiments.progress import ProgressBar
 from experiments.sanity import (
     FiniteLoss,
     check_linked_overrides,
@@ -84,7 +88,8 @@ class KeepExistingConfig(SaveConfigCallback):
     """Saves config.yaml into a new run; a resumed or evaluated run keeps the one it has."""
 
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
-        exists = trainer.is_global_zero and (Path(trainer.log_dir) / self.config_filename).is_file()
+        log_dir = trainer.log_dir  # a broadcast from the first process: every process asks
+        exists = trainer.is_global_zero and (Path(log_dir) / self.config_filename).is_file()
         if trainer.strategy.broadcast(exists):
             self.already_saved = True
             return
@@ -164,7 +169,7 @@ class ExperimentCLI(LightningCLI):
             logger_args |= self.resolve_checkpoint(config, root)
         if trainer.logger is None or trainer.logger is True:
             trainer.logger = Namespace(
-                class_path="lightning.pytorch.loggers.TensorBoardLogger",
+                class_path="experiments.board.RunLogger",
                 init_args=Namespace(**logger_args),
             )
 
@@ -211,15 +216,36 @@ class ExperimentCLI(LightningCLI):
         plugins = config.get("plugins") or []
         plugins = plugins if isinstance(plugins, list) else [plugins]
         kwargs.setdefault("plugins", [*plugins, SafeCheckpointIO()])
+        if config.get("profiler") is None:
+            kwargs.setdefault("profiler", NoProfiler())
         callbacks = config.get("callbacks") or []
         callbacks = callbacks if isinstance(callbacks, list) else [callbacks]
         extra = [RandomState(), self.stop_on_signal, FiniteLoss()]
+        # The default bar, unless the user chose a bar of their own or none at all.
+        if config.get("enable_progress_bar") is not False and not any(
+            isinstance(callback, ProgressBarBase) for callback in callbacks
+        ):
+            extra.append(ProgressBar())
         kwargs.setdefault("callbacks", [*callbacks, *extra])
         return super().instantiate_trainer(**kwargs)
+
+    def _instantiate_trainer(self, config: dict, callbacks: list) -> Trainer:
+        # The checkpoint group's callback is always built; with --trainer.enable_checkpointing
+        # false the Trainer would refuse to start because of it, so it is left out instead.
+        if config.get("enable_checkpointing") is False:
+            callbacks = [c for c in callbacks if not isinstance(c, Checkpoint)]
+        return super()._instantiate_trainer(config, callbacks)
 
     def check_before_running(self) -> None:
         """Checks that need the built model, before the trainer writes anything."""
         check_output_shape(self.model, self.datamodule)
+        processes = self.trainer.world_size
+        for split, size in self.datamodule.split_sizes().items():
+            if size < processes:
+                raise UserError(
+                    f"the {split} split has {size} samples, fewer than the {processes} "
+                    "data-parallel processes: use more samples or fewer devices"
+                )
         if self.checkpoint is not None and self.checkpoint_file is not None:
             resume.check_weights(self.checkpoint, self.model, self.checkpoint_file)
 
@@ -282,15 +308,17 @@ class ExperimentCLI(LightningCLI):
         if writer is not None and writer.path is not None:
             print(f"Predictions: {writer.path}", flush=True)
 
-    @rank_zero_only
     def report(self, metrics: dict[str, float], paths: dict[str, str]) -> None:
-        """Fill TensorBoard's hyperparameters tab and print the summary."""
+        """Fill TensorBoard's hyperparameters tab and print the summary (first process only)."""
         if self.trainer.fast_dev_run:
+            return
+        run_dir = self.trainer.log_dir  # a broadcast from the first process: every process asks
+        if not self.trainer.is_global_zero:
             return
         resolved = yaml.safe_load(self.parser.dump(self.config, skip_link_targets=False))
         params = report.flat_hparams(resolved[self.subcommand])
         report.write_hparams(self.trainer, params, sorted(metrics))
-        print(report.summary(self.trainer, metrics, paths), flush=True)
+        print(report.summary(self.trainer, metrics, paths, run_dir), flush=True)
 
 
 def default_config_kwargs(args: Sequence[str]) -> dict[str, dict[str, list[str]]]:

@@ -67,7 +67,9 @@ def checkpoint_paths(trainer: pl.Trainer) -> dict[str, str]:
     return {"Best": checkpoint.best_model_path, "Last": checkpoint.last_model_path}
 
 
-def summary(trainer: pl.Trainer, metrics: Mapping[str, float], paths: Mapping[str, str]) -> str:
+def summary(
+    trainer: pl.Trainer, metrics: Mapping[str, float], paths: Mapping[str, str], run_dir: str
+) -> str:
     """A short table of final metrics, then where the run, its checkpoints and TensorBoard are."""
     lines = []
     if metrics:
@@ -75,7 +77,7 @@ def summary(trainer: pl.Trainer, metrics: Mapping[str, float], paths: Mapping[st
         lines += [f"{'metric':<{width}}  value", f"{'-' * width}  --------"]
         lines += [f"{name:<{width}}  {value:.4f}" for name, value in sorted(metrics.items())]
         lines.append("")
-    lines.append(f"Run:         {trainer.log_dir}")
+    lines.append(f"Run:         {run_dir}")
     lines += [f"{label + ':':<12} {path}" for label, path in paths.items() if path]
     save_dir = next(
         (lg.save_dir for lg in trainer.loggers if isinstance(lg, TensorBoardLogger)), None

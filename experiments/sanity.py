@@ -75,14 +75,31 @@ class FiniteLoss(Callback):
         batch_idx: int,
     ) -> None:
         loss = outputs["loss"] if isinstance(outputs, dict) else outputs
-        if loss is None or torch.isfinite(loss).all():
+        if loss is None:
+            return
+        # Reading a loss on an accelerator waits for the device to finish the step, and with
+        # several processes they must agree: there, check every log_every_n_steps steps and at
+        # the end of each epoch (before its checkpoint), the same steps on every process.
+        if (loss.device.type != "cpu" or trainer.world_size > 1) and not (
+            trainer.global_step % max(trainer.log_every_n_steps, 1) == 0
+            or batch_idx + 1 >= trainer.num_training_batches
+        ):
+            return
+        finite = math.isfinite(loss.detach().float().item())
+        if trainer.world_size > 1:
+            finite = trainer.strategy.reduce_boolean_decision(finite, all=True)
+        if finite:
             return
         rates = [
             group["lr"] for optimizer in trainer.optimizers for group in optimizer.param_groups
         ]
         value = loss.float().item()
+        if math.isfinite(value):  # finite here, not on another data-parallel process
+            became = "nan or infinite on another process"
+        else:
+            became = "nan" if math.isnan(value) else str(value)
         raise UserError(
-            f"training loss became {'nan' if math.isnan(value) else value} at step "
+            f"training loss became {became} at step "
             f"{trainer.global_step} (epoch {trainer.current_epoch}); the learning rate "
             f"{', '.join(f'{r:g}' for r in rates)} is probably too high: lower it "
             "(--model.init_args.optimizer.init_args.lr) and train again; the last checkpoint "

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from lightning.pytorch import LightningModule
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch import nn
-from torchmetrics import MeanAbsoluteError, MetricCollection, R2Score
+from torchmetrics import MeanAbsoluteError, MeanMetric, MetricCollection, R2Score
 from torchmetrics.classification import MulticlassAccuracy
 
 from models import _shapes
@@ -75,6 +75,22 @@ class Task(LightningModule):
         self.train_metrics = metrics.clone(prefix="train/")
         self.val_metrics = metrics.clone(prefix="val/")
         self.test_metrics = metrics.clone(prefix="test/")
+        # A diverging loss must show as nan, not be dropped with a warning (the default).
+        self.train_loss = MeanMetric(nan_strategy="disable")
+        self.val_loss = MeanMetric(nan_strategy="disable")
+        self.test_loss = MeanMetric(nan_strategy="disable")
+        # Each stage's detached outputs and targets of the running epoch; see shared_step.
+        self.epoch_outputs: dict[str, list[tuple[torch.Tensor, torch.Tensor]]] = {}
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        # The Trainer sets _current_fx_name before and after every hook it calls, some forty
+        # times a training step. nn.Module.__setattr__ first checks whether the value is a
+        # parameter, buffer or submodule, which for the small networks costs a tenth of a step;
+        # this attribute is only ever a string or None, so it is set directly.
+        if name == "_current_fx_name":
+            object.__setattr__(self, name, value)
+        else:
+            super().__setattr__(name, value)
 
     def build_metrics(self) -> MetricCollection:
         """The task's metrics; cloned once per stage."""
@@ -88,26 +104,52 @@ class Task(LightningModule):
         return self.network(x)
 
     def shared_step(self, batch: tuple[torch.Tensor, torch.Tensor], stage: str) -> torch.Tensor:
-        """Forward, loss, metric update and loss logging for one batch of ``stage``."""
+        """Forward and loss for one batch of ``stage``; metrics wait for the end of the epoch.
+
+        Updating torchmetrics objects and calling ``self.log`` on every step cost more than a
+        small network's whole step. The detached outputs are kept instead (a few numbers per
+        sample, on the device they were computed on) and the epoch's loss and metrics are
+        computed from them in one go: the same values, since every metric here is a sum over
+        samples. The per-step loss is logged only on the steps whose values Lightning writes
+        to the logger (every ``log_every_n_steps``), so the curves are the same as well.
+        """
         x, y = batch
         outputs = self(x)
         loss = self.loss(outputs, y)
-        getattr(self, f"{stage}_metrics").update(outputs.detach(), y)
-        self.log(
-            f"{stage}/loss",
-            loss,
-            on_step=stage == "train",
-            on_epoch=True,
-            prog_bar=True,
-            batch_size=len(x),
-        )
+        self.epoch_outputs.setdefault(stage, []).append((outputs.detach(), y))
+        # Lightning's own test of whether this step's logged values reach the logger (a private
+        # attribute: the Trainer exposes no public equivalent).
+        trainer = self.trainer
+        if stage == "train" and (
+            trainer._logger_connector.should_update_logs or trainer.fast_dev_run
+        ):
+            self.log("train/loss_step", loss, prog_bar=True, sync_dist=True, batch_size=len(x))
         return loss
 
     def log_epoch_metrics(self, stage: str) -> None:
-        """Compute, log and reset ``stage``'s metrics once per epoch (synchronised across ranks)."""
-        metrics = getattr(self, f"{stage}_metrics")
-        self.log_dict(metrics.compute(), prog_bar=stage == "val")
-        metrics.reset()
+        """Log ``stage``'s loss and metrics over the epoch's outputs (across all processes)."""
+        cached = self.epoch_outputs.pop(stage, [])
+        if not cached:
+            return
+        outputs = torch.cat([output for output, _ in cached])
+        targets = torch.cat([target for _, target in cached])
+        loss, metrics = getattr(self, f"{stage}_loss"), getattr(self, f"{stage}_metrics")
+        # The loss is a mean over samples: its epoch value is the mean over the epoch's samples.
+        loss.update(self.loss(outputs, targets), weight=len(targets))
+        metrics.update(outputs, targets)
+        # compute() sums the metric states across data-parallel processes, so every process
+        # logs the same global values. sync_dist then only averages equal numbers; it is what
+        # tells Lightning the values are global (it warns otherwise). Logged as plain tensors:
+        # logging the metric objects themselves costs Lightning several times more.
+        values = {f"{stage}/loss_epoch" if stage == "train" else f"{stage}/loss": loss.compute()}
+        values |= metrics.compute()
+        self.log_dict(values, prog_bar=stage != "test", sync_dist=True)
+
+    def start_epoch(self, stage: str) -> None:
+        """Forget what an interrupted pass of ``stage`` left behind."""
+        self.epoch_outputs.pop(stage, None)
+        getattr(self, f"{stage}_loss").reset()
+        getattr(self, f"{stage}_metrics").reset()
 
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
         return self.shared_step(batch, "train")
@@ -129,6 +171,15 @@ class Task(LightningModule):
     def describe_predictions(self, outputs: torch.Tensor) -> dict[str, torch.Tensor]:
         """Named per-sample values derived from the network's outputs."""
         return {"prediction": outputs}
+
+    def on_train_epoch_start(self) -> None:
+        self.start_epoch("train")
+
+    def on_validation_epoch_start(self) -> None:
+        self.start_epoch("val")
+
+    def on_test_epoch_start(self) -> None:
+        self.start_epoch("test")
 
     def on_train_epoch_end(self) -> None:
         self.log_epoch_metrics("train")

@@ -8,7 +8,7 @@ from datamodules import (
     StripeImageData,
     TeacherRegressionData,
 )
-from datamodules.base import EpochShuffle, TensorBatches
+from datamodules.base import EpochShuffle, InMemoryBatches, TensorBatches
 
 
 def rows(t: torch.Tensor) -> set[tuple[float, ...]]:
@@ -124,6 +124,44 @@ def test_tensor_batches_index_a_batch_like_single_samples():
     batch = data.__getitems__([4, 1, 7])
     assert torch.equal(batch[0], torch.stack([data[i][0] for i in (4, 1, 7)]))
     assert torch.equal(batch[1], torch.tensor([4, 1, 7]))
+
+
+def rows_of(batches):
+    return torch.cat([x for x, _ in batches]).squeeze(1).tolist()
+
+
+def test_data_parallel_training_shards_are_disjoint_equal_and_follow_the_epoch_order():
+    data = TensorBatches(torch.arange(103.0).unsqueeze(1), torch.zeros(103))
+    shards = [InMemoryBatches(data, 8, EpochShuffle(103, seed=4), rank, 3) for rank in range(3)]
+    epochs = []
+    for epoch in (0, 1):
+        for shard in shards:
+            shard.sampler.set_epoch(epoch)
+        seen = [rows_of(shard) for shard in shards]
+        # The same step count on every rank (DDP would hang otherwise), no sample twice.
+        assert [len(shard) for shard in shards] == [5, 5, 5]
+        assert [len(rows) for rows in seen] == [34, 34, 34]
+        flat = [value for rows in seen for value in rows]
+        assert len(set(flat)) == 102
+        # Together the ranks take the epoch's order, less the one sample that sits out.
+        order = EpochShuffle(103, seed=4)
+        order.set_epoch(epoch)
+        assert sorted(flat) == sorted(list(order)[:102])
+        epochs.append(seen[0])
+    assert epochs[0] != epochs[1]
+
+
+def test_data_parallel_evaluation_shards_hold_every_sample_once():
+    data = TensorBatches(torch.arange(10.0).unsqueeze(1), torch.zeros(10))
+    shards = [InMemoryBatches(data, 2, None, rank, 4) for rank in range(4)]
+    assert sorted(value for shard in shards for value in rows_of(shard)) == list(range(10))
+    assert [shard.shard_size for shard in shards] == [3, 3, 2, 2]
+
+
+def test_fewer_samples_than_processes_are_refused():
+    data = TensorBatches(torch.zeros(2, 1), torch.zeros(2))
+    with pytest.raises(ValueError, match="2 samples cannot be shared among 3 data-parallel"):
+        InMemoryBatches(data, 8, None, 0, 3)
 
 
 def test_epoch_shuffle_is_a_permutation_fixed_by_seed_and_epoch():

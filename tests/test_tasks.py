@@ -3,6 +3,8 @@ import functools
 import pytest
 import torch
 from lightning.pytorch import LightningModule, Trainer
+from lightning.pytorch.loggers import TensorBoardLogger
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 import models
 from datamodules import FeatureClassificationData, LinearRegressionData
@@ -40,13 +42,29 @@ def quick_trainer(tmp_path, **kwargs) -> Trainer:
 )
 def test_one_shared_step_logs_every_stage_under_its_prefix(tmp_path, task, data, metrics):
     task, data = task(), data()
-    trainer = quick_trainer(tmp_path)
+    trainer = quick_trainer(tmp_path, log_every_n_steps=1)
     trainer.fit(task, data)
     logged = set(trainer.callback_metrics)
     assert {"train/loss_step", "train/loss_epoch", "val/loss"} <= logged
     assert {f"{stage}/{m}" for stage in ("train", "val") for m in metrics} <= logged
     (results,) = trainer.test(task, data, verbose=False)
     assert set(results) == {"test/loss"} | {f"test/{m}" for m in metrics}
+
+
+def test_the_step_loss_is_logged_on_lightnings_logging_steps_only(tmp_path):
+    # 160 training samples in batches of 32: 5 steps an epoch, 15 in all; with
+    # log_every_n_steps=2 Lightning writes step values after steps 2, 4, ... (at indices 1, 3, ...)
+    trainer = quick_trainer(
+        tmp_path, max_epochs=3, log_every_n_steps=2, logger=TensorBoardLogger(tmp_path, name="")
+    )
+    trainer.fit(
+        ClassificationTask(MLP([10], 2), num_classes=2), FeatureClassificationData(num_samples=200)
+    )
+    events = EventAccumulator(trainer.logger.log_dir)
+    events.Reload()
+    steps = [event.step for event in events.Scalars("train/loss_step")]
+    assert steps == [1, 3, 5, 7, 9, 11, 13]
+    assert [event.step for event in events.Scalars("train/loss_epoch")] == [4, 9, 14]
 
 
 def test_epoch_metrics_match_a_direct_computation(tmp_path):
