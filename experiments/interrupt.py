@@ -51,7 +51,12 @@ class StopOnSignal(Callback):
             )
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if self.received is not None:
+        stop = self.received is not None
+        if trainer.world_size > 1:
+            # A signal may reach only some of the data-parallel processes (a SIGTERM to one
+            # pid): all stop after the same epoch, or the rest would wait for them forever.
+            stop = trainer.strategy.reduce_boolean_decision(stop, all=False)
+        if stop:
             trainer.should_stop = True
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:

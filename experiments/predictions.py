@@ -36,23 +36,26 @@ class PredictionWriter(BasePredictionWriter):
         predictions: Sequence[Any],
         batch_indices: Sequence[Any],
     ) -> None:
-        if not trainer.is_global_zero or not predictions:
-            return
-        # One dataloader: Lightning hands over a list of batches and a list of their indices.
-        batches = predictions[0] if isinstance(predictions[0], list) else predictions
-        indices = (
-            batch_indices[0]
-            if batch_indices and isinstance(batch_indices[0][0], list)
-            else batch_indices
-        )
-        columns = {name: torch.cat([b[name] for b in batches]).cpu() for name in batches[0]}
-        index = (
-            [i for batch in indices for i in batch]
-            if indices
-            else range(len(next(iter(columns.values()))))
-        )
-        header, rows = table(columns, index)
+        index, columns = local_rows(predictions, batch_indices)
+        if trainer.world_size > 1 and torch.distributed.is_initialized():
+            # Each process predicted its own shard (Lightning's sampler for predict repeats no
+            # sample): gather the shards, then put the rows back in dataset order.
+            shards: list[Any] = [None] * trainer.world_size
+            torch.distributed.all_gather_object(shards, (index, columns))
+            shards = [shard for shard in shards if shard[0]]
+            index = [i for shard_index, _ in shards for i in shard_index]
+            columns = {
+                name: torch.cat([shard_columns[name] for _, shard_columns in shards])
+                for name in (shards[0][1] if shards else {})
+            }
+            order = sorted(range(len(index)), key=index.__getitem__)
+            index = [index[i] for i in order]
+            columns = {name: values[order] for name, values in columns.items()}
+        # Every process asks: Lightning broadcasts the run directory from the first one.
         directory = Path(trainer.log_dir or ".")
+        if not trainer.is_global_zero or not index:
+            return
+        header, rows = table(columns, index)
         directory.mkdir(parents=True, exist_ok=True)
         self.path = directory / self.filename
         partial = self.path.with_name(f".{self.filename}.partial")
@@ -63,6 +66,25 @@ class PredictionWriter(BasePredictionWriter):
             handle.flush()
             os.fsync(handle.fileno())
         partial.replace(self.path)
+
+
+def local_rows(
+    predictions: Sequence[Any], batch_indices: Sequence[Any]
+) -> tuple[list[int], dict[str, torch.Tensor]]:
+    """This process's sample indices and prediction columns, from what Lightning collected."""
+    if not predictions:
+        return [], {}
+    # One dataloader: Lightning hands over a list of batches and a list of their indices.
+    batches = predictions[0] if isinstance(predictions[0], list) else predictions
+    indices = (
+        batch_indices[0]
+        if batch_indices and batch_indices[0] and isinstance(batch_indices[0][0], list)
+        else batch_indices
+    )
+    columns = {name: torch.cat([b[name] for b in batches]).cpu() for name in batches[0]}
+    size = len(next(iter(columns.values())))
+    index = [int(i) for batch in indices for i in batch] if indices else list(range(size))
+    return index, columns
 
 
 def table(columns: dict[str, torch.Tensor], index: Sequence[int]) -> tuple[list[str], list[list]]:
