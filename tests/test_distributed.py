@@ -13,7 +13,8 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from tests.conftest import config
+from experiments.cli import main
+from tests.conftest import QUIET, config
 
 pytestmark = pytest.mark.slow
 
@@ -47,7 +48,7 @@ def predictions(run: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(handle))
 
 
-def test_two_processes_shard_sync_write_once_resume_exactly_and_predict(tmp_path):
+def test_two_processes_shard_sync_write_once_resume_exactly_and_predict(tmp_path, monkeypatch):
     resumed, straight = tmp_path / "resumed", tmp_path / "straight"
     resumed.mkdir()
     straight.mkdir()
@@ -80,8 +81,9 @@ def test_two_processes_shard_sync_write_once_resume_exactly_and_predict(tmp_path
     # Validation and test metrics, synchronised across the two processes, equal what one
     # process computes on the whole split with the same weights.
     two = last_values(straight / RUN)
-    experiments(straight, "validate", *DATA, "--ckpt_path", "last")
-    experiments(straight, "test", *DATA, "--ckpt_path", "best")
+    monkeypatch.chdir(straight)  # the one-process runs go in-process: no second start-up
+    main(["validate", *DATA, "--ckpt_path", "last", *QUIET])
+    main(["test", *DATA, "--ckpt_path", "best", *QUIET])
     one = last_values(straight / RUN)
     for tag in ("val/loss", "val/acc", "test/loss", "test/acc"):
         assert two[tag] == pytest.approx(one[tag], abs=1e-6), tag
@@ -90,7 +92,7 @@ def test_two_processes_shard_sync_write_once_resume_exactly_and_predict(tmp_path
     # process writes it.
     experiments(straight, "predict", *DATA, *DDP, "--ckpt_path", "last")
     two = predictions(straight / RUN)
-    experiments(straight, "predict", *DATA, "--ckpt_path", "last")
+    main(["predict", *DATA, "--ckpt_path", "last", *QUIET])
     one = predictions(straight / RUN)
     assert [row["index"] for row in two] == [str(i) for i in range(100)]
     assert [row["class"] for row in two] == [row["class"] for row in one]
