@@ -17,6 +17,13 @@ def check_count(name: str, value: int, minimum: int = 1) -> int:
     return value
 
 
+def check_noise(noise_std: float) -> float:
+    """Return ``noise_std`` if it is a valid standard deviation (>= 0), else raise naming it."""
+    if noise_std < 0:
+        raise ValueError(f"noise_std must be >= 0, got {noise_std!r}")
+    return noise_std
+
+
 class TensorBatches(Dataset):
     """In-memory tensors that a DataLoader indexes one whole batch at a time.
 
@@ -124,7 +131,7 @@ class InMemoryBatches:
             self.shard_size = size // world_size
         else:
             self.shard_size = len(range(rank, size, world_size))
-        self.batch_size = batch_size or max(self.shard_size, 1)
+        self.batch_size = batch_size or self.shard_size
 
     def __len__(self) -> int:
         return math.ceil(self.shard_size / self.batch_size)

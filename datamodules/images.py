@@ -6,7 +6,7 @@ from typing import Literal
 
 import torch
 
-from datamodules.base import SyntheticDataModule, check_count
+from datamodules.base import SyntheticDataModule, check_count, check_noise
 
 
 class StripeImageData(SyntheticDataModule):
@@ -52,8 +52,7 @@ class StripeImageData(SyntheticDataModule):
         check_count("num_classes", num_classes, minimum=2)
         if period < 2:
             raise ValueError(f"period must be at least 2 pixels, got {period!r}")
-        if noise_std < 0:
-            raise ValueError(f"noise_std must be >= 0, got {noise_std!r}")
+        check_noise(noise_std)
         if phase not in ("random", "fixed"):
             raise ValueError(f"phase must be one of ['fixed', 'random'], got {phase!r}")
         self.image_shape = dims

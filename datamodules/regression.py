@@ -5,7 +5,7 @@ from typing import Literal
 
 import torch
 
-from datamodules.base import SyntheticDataModule, check_count
+from datamodules.base import SyntheticDataModule, check_count, check_noise
 
 
 class LinearRegressionData(SyntheticDataModule):
@@ -38,8 +38,7 @@ class LinearRegressionData(SyntheticDataModule):
         super().__init__(num_samples, val_fraction, test_fraction, batch_size, seed)
         if not weights:
             raise ValueError(f"weights must list one weight per feature, got {weights!r}")
-        if noise_std < 0:
-            raise ValueError(f"noise_std must be >= 0, got {noise_std!r}")
+        check_noise(noise_std)
         self.weights = tuple(float(w) for w in weights)
         self.bias = bias
         self.noise_std = noise_std
@@ -103,8 +102,7 @@ class TeacherRegressionData(SyntheticDataModule):
             raise ValueError(
                 f"activation must be one of {sorted(TEACHER_ACTIVATIONS)}, got {activation!r}"
             )
-        if noise_std < 0:
-            raise ValueError(f"noise_std must be >= 0, got {noise_std!r}")
+        check_noise(noise_std)
         if targets not in ("teacher", "noise"):
             raise ValueError(f"targets must be one of ['noise', 'teacher'], got {targets!r}")
         self.num_features = num_features

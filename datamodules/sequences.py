@@ -2,7 +2,7 @@
 
 import torch
 
-from datamodules.base import SyntheticDataModule, check_count
+from datamodules.base import SyntheticDataModule, check_count, check_noise
 
 
 class RecallSequenceData(SyntheticDataModule):
@@ -43,8 +43,7 @@ class RecallSequenceData(SyntheticDataModule):
             raise ValueError(
                 f"num_features must be at least num_classes={num_classes}, got {num_features!r}"
             )
-        if noise_std < 0:
-            raise ValueError(f"noise_std must be >= 0, got {noise_std!r}")
+        check_noise(noise_std)
         self.sequence_length = sequence_length
         self.num_features = num_features
         self.num_classes = num_classes

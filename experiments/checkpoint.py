@@ -140,9 +140,8 @@ class SafeCheckpointIO(CheckpointIO):
         self._pending.append(self._executor.submit(task, *args, **kwargs))
 
     def _raise_failures(self) -> None:
-        for future in self._pending:
-            if future.done() and future.exception() is not None:
-                self.wait()
+        if any(future.done() and future.exception() for future in self._pending):
+            self.wait()
 
     @staticmethod
     def _fail(error: BaseException) -> None:

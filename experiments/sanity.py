@@ -85,7 +85,8 @@ class FiniteLoss(Callback):
             or batch_idx + 1 >= trainer.num_training_batches
         ):
             return
-        finite = math.isfinite(loss.detach().float().item())
+        value = loss.detach().float().item()
+        finite = math.isfinite(value)
         if trainer.world_size > 1:
             finite = trainer.strategy.reduce_boolean_decision(finite, all=True)
         if finite:
@@ -93,7 +94,6 @@ class FiniteLoss(Callback):
         rates = [
             group["lr"] for optimizer in trainer.optimizers for group in optimizer.param_groups
         ]
-        value = loss.float().item()
         if math.isfinite(value):  # finite here, not on another data-parallel process
             became = "nan or infinite on another process"
         else:
