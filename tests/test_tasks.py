@@ -3,6 +3,7 @@ import functools
 import pytest
 import torch
 from lightning.pytorch import LightningModule, Trainer
+from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import TensorBoardLogger
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -65,6 +66,64 @@ def test_the_step_loss_is_logged_on_lightnings_logging_steps_only(tmp_path):
     steps = [event.step for event in events.Scalars("train/loss_step")]
     assert steps == [1, 3, 5, 7, 9, 11, 13]
     assert [event.step for event in events.Scalars("train/loss_epoch")] == [4, 9, 14]
+
+
+class SelfLoggedStepLoss(ClassificationTask):
+    """The step loss logged the usual way, through self.log on every training step."""
+
+    def training_step(self, batch, batch_idx):
+        loss = super().training_step(batch, batch_idx)
+        self.log("train/loss_step", loss, prog_bar=True)
+        return loss
+
+    def on_train_batch_end(self, outputs, batch, batch_idx):
+        pass
+
+
+def test_the_step_loss_curve_is_the_one_self_log_would_write(tmp_path):
+    # 224 training samples, batches of 32, gradients accumulated over 2: 4 optimiser steps an
+    # epoch, the last after a single batch. Lightning writes step values only after stepping.
+    curves = {}
+    for task_class in (ClassificationTask, SelfLoggedStepLoss):
+        torch.manual_seed(0)
+        task = task_class(MLP([10], 2), num_classes=2)
+        name = task_class.__name__
+        trainer = quick_trainer(
+            tmp_path,
+            max_epochs=2,
+            log_every_n_steps=2,
+            accumulate_grad_batches=2,
+            logger=TensorBoardLogger(tmp_path, name=name),
+        )
+        trainer.fit(task, FeatureClassificationData(num_samples=280))
+        events = EventAccumulator(trainer.logger.log_dir)
+        events.Reload()
+        curves[name] = {
+            tag: [(event.step, event.value) for event in events.Scalars(tag)]
+            for tag in ("train/loss_step", "epoch")
+        }
+        assert trainer.callback_metrics["train/loss_step"].isfinite()
+        assert "train/loss_step" in trainer.progress_bar_metrics
+    assert [step for step, _ in curves["ClassificationTask"]["train/loss_step"]] == [1, 3, 5, 7]
+    assert curves["ClassificationTask"] == curves["SelfLoggedStepLoss"]
+
+
+def test_a_checkpoint_can_monitor_the_step_loss(tmp_path):
+    checkpoint = ModelCheckpoint(
+        dirpath=tmp_path, monitor="train/loss_step", every_n_train_steps=2, save_top_k=1
+    )
+    trainer = quick_trainer(
+        tmp_path,
+        max_epochs=2,
+        log_every_n_steps=2,
+        callbacks=[checkpoint],
+        enable_checkpointing=True,
+    )
+    trainer.fit(
+        ClassificationTask(MLP([10], 2), num_classes=2), FeatureClassificationData(num_samples=200)
+    )
+    assert checkpoint.best_model_score is not None
+    assert checkpoint.best_model_score.isfinite()
 
 
 def test_epoch_metrics_match_a_direct_computation(tmp_path):
