@@ -7,6 +7,7 @@ import yaml
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from experiments.cli import DEFAULT_EXPERIMENT
+from experiments.predictions import PredictionWriter
 from tests.conftest import EXPERIMENTS, REPO, config
 
 
@@ -16,6 +17,8 @@ def test_every_experiment_runs_fast_dev_run(run_cli, path):
     assert cli.trainer.state.finished
     assert cli.config.fit.experiment == path.stem
     assert cli.trainer.callback_metrics["train/loss_step"].isfinite()
+    # The predictions writer only joins predict's trainer (every callback costs every step).
+    assert not any(isinstance(cb, PredictionWriter) for cb in cli.trainer.callbacks)
 
 
 def test_default_experiment_trains_into_the_documented_layout(run_cli, tmp_path, capsys):
