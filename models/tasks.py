@@ -81,15 +81,13 @@ class Task(LightningModule):
         self.test_loss = MeanMetric(nan_strategy="disable")
         # Each stage's detached outputs and targets of the running epoch; see shared_step.
         self.epoch_outputs: dict[str, list[tuple[torch.Tensor, torch.Tensor]]] = {}
-        self.step_loss: torch.Tensor | None = None  # the last training step's, detached
 
     def __setattr__(self, name: str, value: Any) -> None:
         # The Trainer sets _current_fx_name before and after every hook it calls, some forty
         # times a training step. nn.Module.__setattr__ first checks whether the value is a
         # parameter, buffer or submodule, which for the small networks costs a tenth of a step;
-        # this attribute is only ever a string or None, so it is set directly, as is the loss
-        # kept every step (a plain tensor, never a parameter or buffer).
-        if name in ("_current_fx_name", "step_loss"):
+        # this attribute is only ever a string or None, so it is set directly.
+        if name == "_current_fx_name":
             object.__setattr__(self, name, value)
         else:
             super().__setattr__(name, value)
@@ -112,26 +110,27 @@ class Task(LightningModule):
         small network's whole step. The detached outputs are kept instead (a few numbers per
         sample, on the device they were computed on) and the epoch's loss and metrics are
         computed from them in one go: the same values, since every metric here is a sum over
-        samples. The training loss of the step is written by :meth:`on_train_batch_end`.
+        samples. The training loss of the step is written by :meth:`log_step_loss`.
         """
         x, y = batch
         outputs = self(x)
         loss = self.loss(outputs, y)
         self.epoch_outputs.setdefault(stage, []).append((outputs.detach(), y))
         if stage == "train":
-            self.step_loss = loss.detach()
+            self.log_step_loss(loss)
         return loss
 
-    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
-        """Write ``train/loss_step`` on the steps whose values Lightning sends to the loggers.
+    def log_step_loss(self, loss: torch.Tensor) -> None:
+        """Write ``train/loss_step`` if this step's values reach the loggers.
 
         ``self.log`` costs about half a millisecond a call, and once a key is logged Lightning
         recomputes its logged values after every step of the epoch, which together took a fifth
         of a small network's training time. The value goes instead straight through the
         function Lightning writes step values with, on the same steps (every
-        ``log_every_n_steps`` and when the run stops) and under the same step number, with the
-        ``epoch`` scalar beside it, so the curves are unchanged. The progress bar and the
-        callbacks (a checkpoint may monitor it) see it as they would a logged value.
+        ``log_every_n_steps``, never while gradients accumulate) and under the same step
+        number, with the ``epoch`` scalar beside it, so the curves are unchanged. Written during
+        the training step, as ``self.log`` would, the value is in ``trainer.callback_metrics``
+        (a checkpoint may monitor it) and on the progress bar when the callbacks look.
         """
         trainer = self.trainer
         # Lightning's own tests, private: the Trainer exposes no public equivalent.
@@ -140,11 +139,12 @@ class Task(LightningModule):
             connector.should_update_logs or trainer.fast_dev_run
         ):
             return
-        # The mean over data-parallel processes, as self.log(sync_dist=True) would log it.
-        loss = trainer.strategy.reduce(self.step_loss, reduce_op="mean")
-        connector.log_metrics({"train/loss_step": loss})
-        trainer.callback_metrics["train/loss_step"] = loss
-        trainer.progress_bar_metrics["train/loss_step"] = loss.item()
+        # The mean over data-parallel processes, as self.log(sync_dist=True) would log it;
+        # cloned, because the reduction may work in place.
+        value = trainer.strategy.reduce(loss.detach().clone(), reduce_op="mean")
+        connector.log_metrics({"train/loss_step": value})
+        trainer.callback_metrics["train/loss_step"] = value
+        trainer.progress_bar_metrics["train/loss_step"] = value.item()
 
     def log_epoch_metrics(self, stage: str) -> None:
         """Log ``stage``'s loss and metrics over the epoch's outputs (across all processes)."""

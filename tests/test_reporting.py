@@ -5,7 +5,7 @@ import csv
 import numpy as np
 import pytest
 import torch
-from lightning.pytorch import LightningModule
+from lightning.pytorch import LightningModule, Trainer
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 import models
@@ -18,6 +18,7 @@ from datamodules import (
 )
 from experiments import runs
 from experiments.figures import FigureLogger, draw, render
+from experiments.progress import ProgressBar
 from tests.conftest import config
 
 
@@ -205,3 +206,30 @@ def test_runs_table_lists_each_run(run_cli, tmp_path, capsys):
 def test_runs_table_refuses_a_missing_directory(tmp_path, capsys):
     assert runs.main(["--root", str(tmp_path / "nowhere")]) == 1
     assert "no log directory at" in capsys.readouterr().err
+
+
+def test_the_progress_bar_draws_each_epochs_last_batch_with_the_step_loss(tmp_path, capsys):
+    # 160 training samples in batches of 32: 5 batches an epoch. With an hour between redraws,
+    # the bar draws when it starts and at each epoch's last batch, and shows that step's loss.
+    bar = ProgressBar(min_interval=3600)
+    trainer = Trainer(
+        max_epochs=2,
+        log_every_n_steps=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
+        callbacks=[bar],
+        default_root_dir=tmp_path,
+    )
+    task = models.ClassificationTask(models.MLP([10], 2), num_classes=2)
+    trainer.fit(task, FeatureClassificationData(num_samples=200))
+    drawn = capsys.readouterr().out.replace("\r", "\n").splitlines()
+    counts = {line.split("|")[-1].split()[0] for line in drawn if line.startswith("Epoch")}
+    assert "5/5" in counts
+    assert not counts & {"2/5", "3/5", "4/5"}
+    last = [line for line in drawn if line.startswith("Epoch 1") and "5/5" in line]
+    losses = {line.split("train/loss_step=")[1].split(",")[0] for line in last}
+    # Drawn at the batch's end and again at the epoch's: the same, current, value.
+    assert len(last) >= 2
+    assert len(losses) == 1

@@ -76,7 +76,7 @@ class SelfLoggedStepLoss(ClassificationTask):
         self.log("train/loss_step", loss, prog_bar=True)
         return loss
 
-    def on_train_batch_end(self, outputs, batch, batch_idx):
+    def log_step_loss(self, loss):
         pass
 
 
