@@ -4,7 +4,8 @@ Lightning's ``TQDMProgressBar`` redraws the bar and its metrics after every batc
 tqdm refresh, bypassing tqdm's own limit of ten redraws a second). For the small networks a
 redraw costs more than the step it reports. :class:`ProgressBar` restores tqdm's limit: a bar
 is redrawn when ``min_interval`` seconds have passed since the last redraw and at its last batch,
-so what the terminal shows is the same, only redrawn less often.
+so what the terminal shows is the same, only redrawn less often. A training batch's update is
+also drawn once rather than twice (Lightning redraws for the count, then again for the metrics).
 """
 
 import time
@@ -45,3 +46,11 @@ class ProgressBar(TQDMProgressBar):
             self._drawn = now
             return True
         return False
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int) -> None:
+        bar = self.train_progress_bar
+        if bar is None or bar.disable or not self._should_update(batch_idx + 1, bar.total):
+            return
+        bar.n = batch_idx + 1
+        bar.set_postfix(self.get_metrics(trainer, pl_module), refresh=False)
+        bar.refresh()
