@@ -1,11 +1,12 @@
 """A progress bar that costs nothing next to a training step.
 
 Lightning's ``TQDMProgressBar`` redraws the bar and its metrics after every batch (it forces a
-tqdm refresh, bypassing tqdm's own limit of ten redraws a second). For the small networks a
-redraw costs more than the step it reports. :class:`ProgressBar` restores tqdm's limit: a bar
-is redrawn when ``min_interval`` seconds have passed since the last redraw and at its last batch,
-so what the terminal shows is the same, only redrawn less often. A training batch's update is
-also drawn once rather than twice (Lightning redraws for the count, then again for the metrics).
+tqdm refresh, bypassing tqdm's own limit of ten redraws a second), and draws each training
+batch twice: about 0.2 ms a batch into /dev/null, against a small network's step of 1 to 2 ms.
+:class:`ProgressBar` restores tqdm's limit: a bar is redrawn when ``min_interval`` seconds have
+passed since the last redraw and at its last batch, so what the terminal shows is the same,
+only redrawn less often; and a training batch's update is drawn once (count and metrics
+together).
 """
 
 import time

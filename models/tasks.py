@@ -124,8 +124,8 @@ class Task(LightningModule):
         """Write ``train/loss_step`` if this step's values reach the loggers.
 
         ``self.log`` costs about half a millisecond a call, and once a key is logged Lightning
-        recomputes its logged values after every step of the epoch, which together took a fifth
-        of a small network's training time. The value goes instead straight through the
+        recomputes its logged values after every step of the epoch, which together took about a
+        tenth of a small network's training time. The value goes instead straight through the
         function Lightning writes step values with, on the same steps (every
         ``log_every_n_steps``, never while gradients accumulate) and under the same step
         number, with the ``epoch`` scalar beside it, so the curves are unchanged. Written during
