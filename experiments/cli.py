@@ -34,6 +34,7 @@ from experiments import report, resume
 from experiments.checkpoint import RandomState, RunCheckpoint, SafeCheckpointIO
 from experiments.errors import UserError
 from experiments.figures import FigureLogger
+from experiments.hooks import skip_unused_batch_hooks
 from experiments.interrupt import StopOnSignal
 from experiments.parser import ExperimentParser, condense
 from experiments.predictions import PredictionWriter
@@ -239,7 +240,9 @@ class ExperimentCLI(LightningCLI):
         if self.subcommand is not None and self.subcommand != "predict":
             writer = self._get(self.config_init, "predictions")
             callbacks = [c for c in callbacks if c is not writer]
-        return super()._instantiate_trainer(config, callbacks)
+        trainer = super()._instantiate_trainer(config, callbacks)
+        skip_unused_batch_hooks(trainer.callbacks)
+        return trainer
 
     def check_before_running(self) -> None:
         """Checks that need the built model, before the trainer writes anything."""

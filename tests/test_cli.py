@@ -4,9 +4,10 @@ import sys
 import pytest
 import torch
 import yaml
+from lightning.pytorch.callbacks import Callback
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from experiments.cli import DEFAULT_EXPERIMENT
+from experiments.cli import DEFAULT_EXPERIMENT, main
 from experiments.predictions import PredictionWriter
 from tests.conftest import EXPERIMENTS, REPO, config
 
@@ -19,6 +20,50 @@ def test_every_experiment_runs_fast_dev_run(run_cli, path):
     assert cli.trainer.callback_metrics["train/loss_step"].isfinite()
     # The predictions writer only joins predict's trainer (every callback costs every step).
     assert not any(isinstance(cb, PredictionWriter) for cb in cli.trainer.callbacks)
+
+
+class CountingCallback(Callback):
+    """A user's callback acting on two per-batch hooks; it counts the calls."""
+
+    def __init__(self) -> None:
+        self.calls = {"on_before_backward": 0, "on_validation_batch_end": 0}
+
+    def on_before_backward(self, trainer, pl_module, loss) -> None:
+        self.calls["on_before_backward"] += 1
+
+    def on_validation_batch_end(self, trainer, pl_module, *args) -> None:
+        self.calls["on_validation_batch_end"] += 1
+
+
+def test_callbacks_are_called_only_on_the_batch_hooks_they_implement(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    # Run with the progress bar and model summary on, as a user's run is.
+    cli = main(
+        [
+            "fit",
+            "--trainer.max_epochs",
+            "1",
+            "--trainer.limit_train_batches",
+            "3",
+            "--trainer.limit_val_batches",
+            "2",
+            "--trainer.callbacks+=tests.test_cli.CountingCallback",
+        ]
+    )
+    callbacks = {type(cb).__name__: cb for cb in cli.trainer.callbacks}
+    counting = callbacks["CountingCallback"]
+    # Implemented hooks still run on every batch (validation's: two in the sanity check, two
+    # after the epoch), and the run trains as before.
+    assert counting.calls == {"on_before_backward": 3, "on_validation_batch_end": 4}
+    assert cli.trainer.global_step == 3
+    # Hooks inherited unchanged from Callback are passed over; those a Lightning base class
+    # implements (the progress bar's validation hooks) are kept.
+    assert counting.on_train_batch_end is None
+    assert counting.on_after_backward is None
+    assert callbacks["FiniteLoss"].on_train_batch_start is None
+    assert callable(callbacks["FiniteLoss"].on_train_batch_end)
+    assert callable(callbacks["ProgressBar"].on_validation_batch_end)
+    assert callbacks["ModelSummary"].on_before_zero_grad is None
 
 
 def test_default_experiment_trains_into_the_documented_layout(run_cli, tmp_path, capsys):
