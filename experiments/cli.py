@@ -235,12 +235,12 @@ class ExperimentCLI(LightningCLI):
         # false the Trainer would refuse to start because of it, so it is left out instead.
         if config.get("enable_checkpointing") is False:
             callbacks = [c for c in callbacks if not isinstance(c, Checkpoint)]
-        # The Trainer calls every callback on every hook of every step, whether it overrides
-        # the hook or not; the predictions group's writer only acts under predict.
+        # The predictions group's writer only acts under predict.
         if self.subcommand is not None and self.subcommand != "predict":
             writer = self._get(self.config_init, "predictions")
             callbacks = [c for c in callbacks if c is not writer]
         trainer = super()._instantiate_trainer(config, callbacks)
+        # Otherwise the Trainer calls every callback on every per-batch hook: see hooks.py.
         skip_unused_batch_hooks(trainer.callbacks)
         return trainer
 
