@@ -47,6 +47,8 @@ def test_callbacks_are_called_only_on_the_batch_hooks_they_implement(tmp_path, m
             "3",
             "--trainer.limit_val_batches",
             "2",
+            "--trainer.log_every_n_steps",
+            "1",
             "--trainer.callbacks+=tests.test_cli.CountingCallback",
         ]
     )

@@ -97,19 +97,23 @@ def board(tmp_path_factory):
     from experiments.cli import main
 
     root = tmp_path_factory.mktemp("board")
-    main(
-        [
-            "fit",
-            "--config",
-            config("scratch_two_layer"),
-            "--trainer.max_epochs",
-            str(EPOCHS),
-            "--trainer.default_root_dir",
-            str(root),
-            "--trainer.enable_progress_bar",
-            "false",
-        ]
-    )
+    # Module-scoped, so the autouse sys.argv fixture does not apply yet: without it,
+    # LightningCLI warns about pytest's own arguments.
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr("sys.argv", ["experiments"])
+        main(
+            [
+                "fit",
+                "--config",
+                config("scratch_two_layer"),
+                "--trainer.max_epochs",
+                str(EPOCHS),
+                "--trainer.default_root_dir",
+                str(root),
+                "--trainer.enable_progress_bar",
+                "false",
+            ]
+        )
     with TensorBoard(root / "lightning_logs") as server:
         server.wait_for_run(RUN)
         yield server
