@@ -1,5 +1,6 @@
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -112,6 +113,44 @@ def test_last_checkpoint_is_the_newest_even_without_improvement(run_cli, tmp_pat
     assert last["global_step"] == 3 * 25
     (best,) = checkpoints.glob("best-*.ckpt")
     assert torch.load(best, weights_only=True)["epoch"] == 0
+
+
+def test_last_checkpoint_saved_with_the_best_is_that_file_under_a_second_name(
+    run_cli, tmp_path, monkeypatch
+):
+    # val/loss improves in each of the first epochs (mode min), so the best and the last
+    # checkpoint are saved together; with mode max only the first epoch is "best", and
+    # last.ckpt is serialised on its own. The runs are otherwise the same.
+    folders = {}
+    for mode in ("min", "max"):
+        monkeypatch.chdir((tmp_path / mode).mkdir() or tmp_path / mode)
+        run_cli("fit", "--trainer.max_epochs", "3", "--checkpoint.mode", mode)
+        folders[mode] = tmp_path / mode / "lightning_logs" / DEFAULT_EXPERIMENT / "version_0"
+    checkpoints = folders["min"] / "checkpoints"
+    (best,) = checkpoints.glob("best-*.ckpt")
+    assert best.name == "best-epoch=2-step=75.ckpt"
+    assert (checkpoints / "last.ckpt").samefile(best)
+    (first,) = (folders["max"] / "checkpoints").glob("best-*.ckpt")
+    assert not (folders["max"] / "checkpoints" / "last.ckpt").samefile(first)
+
+    linked = torch.load(checkpoints / "last.ckpt", weights_only=True)
+    alone = torch.load(folders["max"] / "checkpoints" / "last.ckpt", weights_only=True)
+    # The state a checkpoint written on its own holds...
+    assert (linked["epoch"], linked["global_step"]) == (alone["epoch"], alone["global_step"])
+    assert linked["loops"] == alone["loops"]
+    for name, tensor in alone["state_dict"].items():
+        assert torch.equal(linked["state_dict"][name], tensor), name
+    for key, state in alone["optimizer_states"][0]["state"].items():
+        for name, tensor in state.items():
+            assert torch.equal(linked["optimizer_states"][0]["state"][key][name], tensor), name
+    # ... and the checkpoint callback's, as a separate save of last.ckpt would record it.
+    (callback,) = (v for k, v in linked["callbacks"].items() if k.startswith("RunCheckpoint"))
+    assert Path(callback["last_model_path"]).name == "last.ckpt"
+    assert Path(callback["best_model_path"]).name == best.name
+    # A run resumes from it like from any last.ckpt.
+    monkeypatch.chdir(tmp_path / "min")
+    run_cli("fit", "--trainer.max_epochs", "4", "--ckpt_path", "last")
+    assert torch.load(checkpoints / "last.ckpt", weights_only=True)["global_step"] == 4 * 25
 
 
 def test_experiment_name_can_be_set(run_cli, tmp_path):
