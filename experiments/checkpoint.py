@@ -16,7 +16,6 @@ import os
 import random
 import secrets
 import shutil
-import tempfile
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -222,22 +221,25 @@ class SafeCheckpointIO(CheckpointIO):
         partial = None
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
-            handle, partial = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+            partial = _partial_name(target)
+            # Not tempfile.mkstemp: its files are private (0600); a checkpoint gets the
+            # permissions any new file gets (the umask's), as torch.save would give it.
+            handle = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
             with os.fdopen(handle, "wb") as file:
                 file.write(buffer.getbuffer())
                 file.flush()
                 os.fsync(file.fileno())
-            _publish(Path(partial), target)
+            _publish(partial, target)
             partial = None
         except OSError as error:
             raise _WriteError(target, error) from error
         finally:
             if partial is not None:
-                Path(partial).unlink(missing_ok=True)
+                partial.unlink(missing_ok=True)
 
     @staticmethod
     def _link(source: Path, target: Path) -> None:
-        partial = target.with_name(f".{target.name}.{secrets.token_hex(4)}")
+        partial = _partial_name(target)
         try:
             try:
                 os.link(source, partial)
@@ -249,6 +251,11 @@ class SafeCheckpointIO(CheckpointIO):
         except OSError as error:
             partial.unlink(missing_ok=True)
             raise _WriteError(target, error) from error
+
+
+def _partial_name(target: Path) -> Path:
+    """A new hidden name beside ``target`` for its file while that is being written."""
+    return target.with_name(f".{target.name}.{secrets.token_hex(6)}")
 
 
 def _publish(partial: Path, target: Path) -> None:

@@ -1,3 +1,5 @@
+import os
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -81,6 +83,11 @@ def test_default_experiment_trains_into_the_documented_layout(run_cli, tmp_path,
     checkpoints = sorted(p.name for p in (run / "checkpoints").iterdir())
     assert "last.ckpt" in checkpoints
     assert any(name.startswith("best-") for name in checkpoints)
+    # Readable as any new file of the user's is (not private, as temporary files are).
+    umask = os.umask(0o022)
+    os.umask(umask)
+    for name in checkpoints:
+        assert stat.S_IMODE((run / "checkpoints" / name).stat().st_mode) == 0o666 & ~umask
 
     out = capsys.readouterr().out
     assert f"Run:         {cli.trainer.log_dir}" in out
