@@ -122,6 +122,9 @@ def test_last_checkpoint_is_the_newest_even_without_improvement(run_cli, tmp_pat
     assert torch.load(best, weights_only=True)["epoch"] == 0
 
 
+NO_TEST = ("--test_after_fit", "false")
+
+
 def test_last_checkpoint_saved_with_the_best_is_that_file_under_a_second_name(
     run_cli, tmp_path, monkeypatch
 ):
@@ -131,7 +134,7 @@ def test_last_checkpoint_saved_with_the_best_is_that_file_under_a_second_name(
     folders = {}
     for mode in ("min", "max"):
         monkeypatch.chdir((tmp_path / mode).mkdir() or tmp_path / mode)
-        run_cli("fit", "--trainer.max_epochs", "3", "--checkpoint.mode", mode)
+        run_cli("fit", "--trainer.max_epochs", "3", "--checkpoint.mode", mode, *NO_TEST)
         folders[mode] = tmp_path / mode / "lightning_logs" / DEFAULT_EXPERIMENT / "version_0"
     checkpoints = folders["min"] / "checkpoints"
     (best,) = checkpoints.glob("best-*.ckpt")
@@ -156,7 +159,7 @@ def test_last_checkpoint_saved_with_the_best_is_that_file_under_a_second_name(
     assert Path(callback["best_model_path"]).name == best.name
     # A run resumes from it like from any last.ckpt.
     monkeypatch.chdir(tmp_path / "min")
-    run_cli("fit", "--trainer.max_epochs", "4", "--ckpt_path", "last")
+    run_cli("fit", "--trainer.max_epochs", "4", "--ckpt_path", "last", *NO_TEST)
     assert torch.load(checkpoints / "last.ckpt", weights_only=True)["global_step"] == 4 * 25
 
 
