@@ -133,7 +133,8 @@ def test_last_checkpoint_saved_with_the_best_is_that_file_under_a_second_name(
     # last.ckpt is serialised on its own. The runs are otherwise the same.
     folders = {}
     for mode in ("min", "max"):
-        monkeypatch.chdir((tmp_path / mode).mkdir() or tmp_path / mode)
+        (tmp_path / mode).mkdir()
+        monkeypatch.chdir(tmp_path / mode)
         run_cli("fit", "--trainer.max_epochs", "3", "--checkpoint.mode", mode, *NO_TEST)
         folders[mode] = tmp_path / mode / "lightning_logs" / DEFAULT_EXPERIMENT / "version_0"
     checkpoints = folders["min"] / "checkpoints"
