@@ -79,7 +79,6 @@ class RunCheckpoint(ModelCheckpoint):
             self._save_last_if_behind(trainer)
 
     def _save_topk_checkpoint(self, trainer: pl.Trainer, monitor_candidates: dict) -> None:
-        self._fresh = None
         written = self._last_checkpoint_saved
         super()._save_topk_checkpoint(trainer, monitor_candidates)
         if self._last_checkpoint_saved != written:
@@ -113,9 +112,8 @@ class RunCheckpoint(ModelCheckpoint):
             return None
         source, last_model_path, step = self._fresh
         # Saving last.ckpt, at the same step, and the top-k file named it as the last one too.
-        if filepath == self.last_model_path == last_model_path != source:
-            return source if step == trainer.global_step else None
-        return None
+        same = filepath == self.last_model_path == last_model_path != source
+        return source if same and step == trainer.global_step else None
 
     def _save_last_if_behind(self, trainer: pl.Trainer) -> None:
         epoch = trainer.current_epoch + 1
