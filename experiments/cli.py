@@ -240,8 +240,9 @@ class ExperimentCLI(LightningCLI):
             writer = self._get(self.config_init, "predictions")
             callbacks = [c for c in callbacks if c is not writer]
         trainer = super()._instantiate_trainer(config, callbacks)
-        # Otherwise the Trainer calls every callback on every per-batch hook: see hooks.py.
-        skip_unused_batch_hooks(trainer.callbacks)
+        # Otherwise the Trainer calls every callback, and the model, on every per-batch hook
+        # whether it implements it or not: see hooks.py.
+        skip_unused_batch_hooks(trainer.callbacks, self.model)
         return trainer
 
     def check_before_running(self) -> None:

@@ -7,11 +7,14 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from lightning.pytorch import LightningModule
 from lightning.pytorch.callbacks import Callback
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from experiments.cli import DEFAULT_EXPERIMENT, main
+from experiments.hooks import TRAINING_HOOKS, skip_unused_batch_hooks, unused_hooks
 from experiments.predictions import PredictionWriter
+from models import MLP, ClassificationTask
 from tests.conftest import EXPERIMENTS, REPO, config
 
 
@@ -69,6 +72,28 @@ def test_callbacks_are_called_only_on_the_batch_hooks_they_implement(tmp_path, m
     assert callable(callbacks["FiniteLoss"].on_train_batch_end)
     assert callable(callbacks["ProgressBar"].on_validation_batch_end)
     assert callbacks["ModelSummary"].on_before_zero_grad is None
+    # The task implements none of the training step's hooks; its evaluation hooks stay (the
+    # validation above ran with them).
+    for hook in TRAINING_HOOKS:
+        assert getattr(cli.model, hook) is None, hook
+    assert callable(cli.model.on_validation_batch_end)
+
+
+class TaskWithBackwardHook(ClassificationTask):
+    """A user's task implementing one training hook."""
+
+    def on_after_backward(self) -> None:
+        pass
+
+
+def test_a_task_keeps_the_training_hooks_it_implements():
+    task = TaskWithBackwardHook(MLP([2], 2), num_classes=2)
+    assert unused_hooks(task, LightningModule, TRAINING_HOOKS) == [
+        hook for hook in TRAINING_HOOKS if hook != "on_after_backward"
+    ]
+    skip_unused_batch_hooks([], task)
+    assert callable(task.on_after_backward)
+    assert task.on_before_backward is None
 
 
 def test_default_experiment_trains_into_the_documented_layout(run_cli, tmp_path, capsys):
