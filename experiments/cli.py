@@ -30,7 +30,7 @@ from lightning.pytorch.utilities import rank_zero_info, rank_zero_only
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
 
 from datamodules import SyntheticDataModule
-from experiments import report, resume
+from experiments import report, results, resume
 from experiments.checkpoint import RandomState, RunCheckpoint, SafeCheckpointIO
 from experiments.errors import UserError
 from experiments.figures import FigureLogger
@@ -102,6 +102,7 @@ class ExperimentCLI(LightningCLI):
 
     def __init__(self, args: Sequence[str] | None = None, **kwargs: object) -> None:
         kwargs.setdefault("seed_everything_default", 0)
+        results.install()  # self.log without Lightning's walk through its result: results.py
         self.stop_on_signal = StopOnSignal()
         self.checkpoint: dict | None = None  # the --ckpt_path checkpoint, read once and checked
         self.checkpoint_file: Path | None = None

@@ -9,8 +9,10 @@ import torch
 import yaml
 from lightning.pytorch import LightningModule
 from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.trainer.connectors.logger_connector.result import _Metadata, _ResultMetric
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from experiments import results
 from experiments.cli import DEFAULT_EXPERIMENT, main
 from experiments.hooks import TRAINING_HOOKS, skip_unused_batch_hooks, unused_hooks
 from experiments.predictions import PredictionWriter
@@ -94,6 +96,20 @@ def test_a_task_keeps_the_training_hooks_it_implements():
     skip_unused_batch_hooks([], task)
     assert callable(task.on_after_backward)
     assert task.on_before_backward is None
+
+
+def test_a_logged_result_already_on_the_device_is_not_walked_again():
+    results.install()
+    result = _ResultMetric(_Metadata(fx="training_step", name="loss"), is_tensor=True)
+    meta = result.meta
+    assert result.to(torch.device("cpu")) is result
+    assert result.meta is meta  # Lightning's walk through the result copies its metadata
+    # Anything else walks as before: a dtype, another device.
+    result.to(torch.float64)
+    assert result.value.dtype == torch.float64
+    assert result.meta is not meta
+    result.to("meta")
+    assert result.value.device.type == "meta"
 
 
 def test_default_experiment_trains_into_the_documented_layout(run_cli, tmp_path, capsys):
