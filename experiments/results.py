@@ -1,12 +1,12 @@
-"""``self.log`` without a walk through everything it has logged before, on every call.
+"""``self.log`` without Lightning's walk through the key's stored result on every call.
 
 On every ``self.log`` call Lightning 2.6 moves the stored result of that key (a torchmetrics
 ``Metric``) to the logged value's device: ``_ResultCollection.log`` calls
 ``_ResultMetric.to(value.device)``, which rebuilds the object's whole ``__dict__`` through
 ``apply_to_collection``, deep-copying its metadata on the way, even when everything is on that
-device already. That walk was half of this project's epoch-end logging (4.3 ms per stage and
-epoch before, 2.1 ms after, ``mlp_classification``), and it costs any ``self.log`` in a user's
-own step the same fraction of a millisecond. It is Lightning issue #20388; the fix proposed
+device already. Measured inside a fit here, one ``self.log`` call took 0.45 ms with the walk
+and 0.09 ms without it; this project's logging of an epoch's metrics took 4.3 ms per stage
+before and 2.1 ms after (``mlp_classification``). It is Lightning issue #20388; the fix proposed
 there (pull request #21769, not released) skips the walk when the value is on the target
 device already, and :func:`install` does that.
 

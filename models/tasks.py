@@ -123,14 +123,15 @@ class Task(LightningModule):
     def log_step_loss(self, loss: torch.Tensor) -> None:
         """Write ``train/loss_step`` if this step's values reach the loggers.
 
-        ``self.log`` costs about half a millisecond a call, and once a key is logged Lightning
-        recomputes its logged values after every step of the epoch, which together took about a
-        tenth of a small network's training time. The value goes instead straight through the
-        function Lightning writes step values with, on the same steps (every
-        ``log_every_n_steps``, never while gradients accumulate) and under the same step
-        number, with the ``epoch`` scalar beside it, so the curves are unchanged. Written during
-        the training step, as ``self.log`` would, the value is in ``trainer.callback_metrics``
-        (a checkpoint may monitor it) and on the progress bar when the callbacks look.
+        ``self.log`` costs 0.45 ms a call (0.09 ms with the CLI's ``experiments/results.py``),
+        and once a key is logged Lightning recomputes its logged values after every step of the
+        epoch, which together took about a tenth of a small network's training time. The value
+        goes instead straight through the function Lightning writes step values with, on the
+        same steps (every ``log_every_n_steps``, never while gradients accumulate) and under the
+        same step number, with the ``epoch`` scalar beside it, so the curves are unchanged.
+        Written during the training step, as ``self.log`` would, the value is in
+        ``trainer.callback_metrics`` (a checkpoint may monitor it) and on the progress bar when
+        the callbacks look.
         """
         trainer = self.trainer
         # Lightning's own tests, private: the Trainer exposes no public equivalent.
