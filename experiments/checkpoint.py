@@ -147,6 +147,15 @@ class SafeCheckpointIO(CheckpointIO):
     def __init__(self) -> None:
         self._executor: ThreadPoolExecutor | None = None
         self._pending: list[Future] = []
+        self._preloaded: tuple[Path, dict[str, Any]] | None = None
+
+    def preload(self, path: str | Path, checkpoint: dict[str, Any]) -> None:
+        """Serve the next load of ``path`` from ``checkpoint``, already read and checked.
+
+        The CLI reads the ``--ckpt_path`` file to check it before training; Lightning would read
+        it again, and a run that is still training may have replaced that file in between.
+        """
+        self._preloaded = (Path(path).absolute(), checkpoint)
 
     def save_checkpoint(
         self, checkpoint: dict[str, Any], path: str | Path, storage_options: Any = None
@@ -160,6 +169,9 @@ class SafeCheckpointIO(CheckpointIO):
         self, path: str | Path, map_location: Any = None, weights_only: bool | None = None
     ) -> dict[str, Any]:
         self.wait()
+        preloaded, self._preloaded = self._preloaded, None
+        if preloaded is not None and preloaded[0] == Path(path).absolute():
+            return preloaded[1]
         # Never weights_only=False: a checkpoint may come from anywhere.
         return torch.load(path, map_location=map_location or "cpu", weights_only=True)
 

@@ -31,6 +31,7 @@ from lightning.pytorch.utilities.exceptions import MisconfigurationException
 
 from datamodules import SyntheticDataModule
 from experiments import report, results, resume
+from experiments.board import RunLogger
 from experiments.checkpoint import RandomState, RunCheckpoint, SafeCheckpointIO
 from experiments.errors import UserError
 from experiments.figures import FigureLogger
@@ -40,6 +41,7 @@ from experiments.parser import ExperimentParser, condense
 from experiments.predictions import PredictionWriter
 from experiments.profiler import NoProfiler
 from experiments.progress import ProgressBar
+from experiments.rundir import RunLock
 from experiments.sanity import (
     FiniteLoss,
     check_linked_overrides,
@@ -106,18 +108,24 @@ class ExperimentCLI(LightningCLI):
         self.stop_on_signal = StopOnSignal()
         self.checkpoint: dict | None = None  # the --ckpt_path checkpoint, read once and checked
         self.checkpoint_file: Path | None = None
-        super().__init__(
-            Task,
-            SyntheticDataModule,
-            subclass_mode_model=True,
-            subclass_mode_data=True,
-            # Tasks build their own optimiser from an OptimizerCallable given in the YAML.
-            auto_configure_optimizers=False,
-            save_config_callback=KeepExistingConfig,
-            parser_class=ExperimentParser,
-            args=args,
-            **kwargs,
-        )
+        self.run_lock: RunLock | None = None  # held while this process trains its run
+        self.checkpoint_io = SafeCheckpointIO()
+        try:
+            super().__init__(
+                Task,
+                SyntheticDataModule,
+                subclass_mode_model=True,
+                subclass_mode_data=True,
+                # Tasks build their own optimiser from an OptimizerCallable given in the YAML.
+                auto_configure_optimizers=False,
+                save_config_callback=KeepExistingConfig,
+                parser_class=ExperimentParser,
+                args=args,
+                **kwargs,
+            )
+        finally:
+            if self.run_lock is not None:
+                self.run_lock.release()
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.add_argument(
@@ -177,9 +185,11 @@ class ExperimentCLI(LightningCLI):
 
     def resolve_checkpoint(self, config: Namespace, root: Path) -> dict[str, int]:
         """Turn ``--ckpt_path`` into a checked file, and say which run it continues."""
-        found = resume.resolve(str(config.ckpt_path), self.subcommand, root, config.experiment)
-        self.checkpoint = resume.load(found.path)
+        found, self.checkpoint = resume.find_and_load(
+            str(config.ckpt_path), self.subcommand, root, config.experiment
+        )
         self.checkpoint_file = found.path
+        self.checkpoint_io.preload(found.path, self.checkpoint)
         model = yaml.safe_load(self.parser.dump(self.config, skip_link_targets=False))
         resume.check_network(self.checkpoint, model[self.subcommand]["model"], found.path)
         config.ckpt_path = str(found.path)
@@ -217,7 +227,7 @@ class ExperimentCLI(LightningCLI):
         config = self._get(self.config_init, "trainer", default={})
         plugins = config.get("plugins") or []
         plugins = plugins if isinstance(plugins, list) else [plugins]
-        kwargs.setdefault("plugins", [*plugins, SafeCheckpointIO()])
+        kwargs.setdefault("plugins", [*plugins, self.checkpoint_io])
         if config.get("profiler") is None:
             kwargs.setdefault("profiler", NoProfiler())
         callbacks = config.get("callbacks") or []
@@ -259,7 +269,15 @@ class ExperimentCLI(LightningCLI):
         if self.checkpoint is not None and self.checkpoint_file is not None:
             resume.check_weights(self.checkpoint, self.model, self.checkpoint_file)
 
-    before_fit = before_validate = before_test = before_predict = check_before_running
+    before_validate = before_test = before_predict = check_before_running
+
+    def before_fit(self) -> None:
+        self.check_before_running()
+        # The first process claims the run (a new one now, by asking for its directory) and
+        # holds it while training; the other data-parallel processes write nothing of their own.
+        logger = self.trainer.logger
+        if isinstance(logger, RunLogger) and self.trainer.is_global_zero:
+            self.run_lock = RunLock(Path(logger.log_dir))
 
     def _dump_config(self) -> None:
         # Lightning copies instantiation-linked values into the checkpoint's hyperparameters by

@@ -10,8 +10,10 @@ import difflib
 import os
 import re
 import sys
-from typing import NoReturn
+from typing import Any, NoReturn
 
+import yaml
+from jsonargparse import get_loader, set_loader
 from lightning.pytorch.cli import LightningArgumentParser
 
 NOISE = (
@@ -26,8 +28,41 @@ NOISE = (
 )
 
 
+def located(path: str, error: yaml.MarkedYAMLError) -> str:
+    """``path:line:column: problem`` for a YAML syntax error, with where its construct began."""
+    mark = error.problem_mark
+    text = f"{path}:{mark.line + 1}:{mark.column + 1}: {error.problem}"
+    if error.context and error.context_mark is not None:
+        start = error.context_mark
+        text += f" ({error.context} that starts at {start.line + 1}:{start.column + 1})"
+    return text
+
+
+_load_yaml = get_loader("yaml")
+
+
+def load_yaml_naming_the_file(value: str, path: str = "") -> Any:
+    """jsonargparse's YAML loader, whose syntax errors name the file, line and column.
+
+    jsonargparse reads a config file into a string and hands the loader only that string and the
+    file's base name, while it runs in the file's directory; PyYAML then reports a mistake as
+    'in "<unicode string>", line 3, column 6', with neither the file nor, once jsonargparse has
+    wrapped it, a readable reason. Registered through jsonargparse's public ``set_loader``.
+    """
+    try:
+        return _load_yaml(value)
+    except yaml.MarkedYAMLError as error:
+        if not path or error.problem_mark is None:
+            raise
+        raise yaml.YAMLError(located(os.path.abspath(path), error)) from error
+
+
+set_loader("yaml", load_yaml_naming_the_file, (yaml.YAMLError,))
+
+
 def condense(message: str, options: list[str] | None = None) -> str:
     """One line out of a jsonargparse error message."""
+    message = message.strip().removeprefix("Problems parsing config: ")
     lines = [line.strip().lstrip("- ").strip() for line in message.strip().splitlines()]
     lines = [line for line in lines if line]
     if not lines:

@@ -69,28 +69,53 @@ def resolve(ckpt_path: str, subcommand: str, root: Path, experiment: str) -> Res
 
 
 def load(path: Path) -> dict[str, Any]:
-    """Read a checkpoint with ``weights_only=True``; any problem becomes a one-line error."""
+    """Read a checkpoint with ``weights_only=True``; any problem becomes a one-line error.
+
+    The file is opened once: a checkpoint replaced or removed by a run that is training reads
+    as the complete file that was there when it was opened.
+    """
     with path.open("rb") as file:
         magic = file.read(4)
-    # torch.save writes a zip archive; files from torch < 1.6 start with a pickle protocol byte.
-    if magic != b"PK\x03\x04" and magic[:1] != b"\x80":
-        raise UserError(f"{path}: not a checkpoint file (not in PyTorch's format)")
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as error:
-        if "Weights only load failed" not in str(error):
-            raise UserError(f"{path}: not a readable checkpoint ({first_line(error)})") from error
-        raise UserError(
-            f"{path}: refused: it holds pickled code or objects, not only tensors and plain "
-            "values; nothing in it was run"
-        ) from error
-    except Exception as error:  # torch reports damaged files with many exception types
-        raise UserError(
-            f"{path}: not a readable checkpoint, truncated or damaged ({first_line(error)})"
-        ) from error
+        # torch.save writes a zip archive; files from torch < 1.6 start with a pickle protocol byte
+        if magic != b"PK\x03\x04" and magic[:1] != b"\x80":
+            raise UserError(f"{path}: not a checkpoint file (not in PyTorch's format)")
+        file.seek(0)
+        try:
+            checkpoint = torch.load(file, map_location="cpu", weights_only=True)
+        except pickle.UnpicklingError as error:
+            if "Weights only load failed" not in str(error):
+                raise UserError(
+                    f"{path}: not a readable checkpoint ({first_line(error)})"
+                ) from error
+            raise UserError(
+                f"{path}: refused: it holds pickled code or objects, not only tensors and plain "
+                "values; nothing in it was run"
+            ) from error
+        except Exception as error:  # torch reports damaged files with many exception types
+            raise UserError(
+                f"{path}: not a readable checkpoint, truncated or damaged ({first_line(error)})"
+            ) from error
     if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
         raise UserError(f"{path}: not a Lightning checkpoint (it has no state_dict)")
     return checkpoint
+
+
+def find_and_load(
+    ckpt_path: str, subcommand: str, root: Path, experiment: str
+) -> tuple[Resolved, dict[str, Any]]:
+    """:func:`resolve` ``ckpt_path``, then :func:`load` the file it names.
+
+    A run that is training replaces its best checkpoint when a better one is written: if the
+    file found for ``best`` is gone before it is opened, the newest one is looked up again.
+    """
+    for _ in range(5):
+        found = resolve(ckpt_path, subcommand, root, experiment)
+        try:
+            return found, load(found.path)
+        except FileNotFoundError:
+            if ckpt_path not in ("last", "best"):
+                break
+    raise UserError(f"--ckpt_path {ckpt_path}: the checkpoint file disappeared while being read")
 
 
 def first_line(error: BaseException) -> str:

@@ -1,7 +1,11 @@
 """Shared fixtures: every test that runs the CLI does so inside its own temporary directory."""
 
+import os
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -40,3 +44,44 @@ def run_cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[..., Ex
 def config(name: str) -> str:
     """Absolute path of ``experiments/<name>.yaml``."""
     return str(REPO / "experiments" / f"{name}.yaml")
+
+
+def experiments_command(*args: str, quiet: bool = True) -> list[str]:
+    """The command line ``python -m experiments ARGS``, without the progress bar if ``quiet``."""
+    bar = ["--trainer.enable_progress_bar", "false"] if quiet else []
+    return [sys.executable, "-m", "experiments", *args, *bar]
+
+
+def subprocess_env() -> dict[str, str]:
+    """The environment for the CLI in a subprocess: the tests' own modules importable."""
+    paths = [str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])]
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(paths)}
+
+
+def run_experiments(
+    cwd: Path, *args: str, quiet: bool = True, timeout: float = 300, **kwargs: Any
+) -> subprocess.CompletedProcess:
+    """Run ``python -m experiments ARGS`` in ``cwd`` to its end; output captured as text."""
+    return subprocess.run(
+        experiments_command(*args, quiet=quiet),
+        cwd=cwd,
+        env=subprocess_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+        **kwargs,
+    )
+
+
+def start_experiments(cwd: Path, *args: str, quiet: bool = True, **kwargs: Any) -> subprocess.Popen:
+    """Start ``python -m experiments ARGS`` in ``cwd``; output piped as text unless redirected."""
+    kwargs.setdefault("stdout", subprocess.PIPE)
+    kwargs.setdefault("stderr", subprocess.PIPE)
+    return subprocess.Popen(
+        experiments_command(*args, quiet=quiet),
+        cwd=cwd,
+        env=subprocess_env(),
+        text=True,
+        **kwargs,
+    )

@@ -13,7 +13,8 @@ MLP = config("mlp_classification")
 CNN = config("cnn")
 REGRESSION = config("two_layer_relu")
 
-# (case id, command line after the subcommand, exit status, words the one line must hold)
+# (case id, command line after the subcommand, exit status, words the one line must hold), or a
+# pytest.param of the last three where a case needs marks.
 CASES = [
     (
         "unknown option",
@@ -200,7 +201,15 @@ CASES = [
         2,
         ["outputs of shape [3] per sample", "ClassificationTask", "needs 2 logits"],
     ),
-    ("gpu on a machine without one", ["--config", MLP, "--trainer.accelerator", "gpu"], 2, ["gpu"]),
+    pytest.param(
+        ["--config", MLP, "--trainer.accelerator", "gpu"],
+        2,
+        ["gpu"],
+        id="gpu on a machine without one",
+        marks=pytest.mark.skipif(
+            torch.cuda.is_available(), reason="this machine has a GPU: the run would train on it"
+        ),
+    ),
     (
         "unwritable log directory",
         ["--config", MLP, "--trainer.default_root_dir", "BLOCKER/runs"],
@@ -210,9 +219,13 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize(
-    ("args", "status", "words"), [c[1:] for c in CASES], ids=[c[0] for c in CASES]
-)
+def case(entry: tuple) -> object:
+    """A CASES entry as a pytest parameter: a plain tuple's first item is its id."""
+    is_param = hasattr(entry, "marks")  # pytest.param's result is a tuple too
+    return entry if is_param else pytest.param(*entry[1:], id=entry[0])
+
+
+@pytest.mark.parametrize(("args", "status", "words"), [case(c) for c in CASES])
 def test_bad_input_gets_one_line(run_cli, tmp_path, capsys, args, status, words):
     (tmp_path / "BLOCKER").write_text("a file where a directory is wanted\n")
     args = [str(tmp_path / a) if a.startswith("BLOCKER") else a for a in args]
@@ -225,6 +238,31 @@ def test_bad_input_gets_one_line(run_cli, tmp_path, capsys, args, status, words)
     assert err[0].startswith("error: ")
     for word in words:
         assert word in err[0], (word, err[0])
+    assert not (tmp_path / "lightning_logs").exists()
+
+
+@pytest.mark.parametrize(
+    ("text", "where", "reason"),
+    [
+        (
+            "trainer:\n  max_epochs: 3\n  callbacks: [a, b\n",
+            "4:1",
+            "did not find expected ',' or ']'",
+        ),
+        ("trainer:\n  max_epochs: 3\n   devices: 1\n", "3:11", "mapping values are not allowed"),
+    ],
+    ids=["unclosed list", "bad indentation"],
+)
+def test_a_malformed_yaml_file_is_named_with_line_column_and_reason(
+    run_cli, tmp_path, capsys, text, where, reason
+):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(text)
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli("fit", "--config", "bad.yaml")
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert exit_info.value.code == 2
+    assert line.startswith(f"error: {bad}:{where}: {reason}")
     assert not (tmp_path / "lightning_logs").exists()
 
 

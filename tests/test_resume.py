@@ -307,6 +307,10 @@ def test_sigkill_at_random_moments_never_leaves_a_torn_checkpoint(tmp_path):
         time.sleep(chooser.uniform(0.0, 1.5))
         process.kill()
         process.wait()
+        # The killed process still stands in the run's lock file; the next round resumes at once
+        # all the same, since its hold ended with it.
+        holder = (last.parent.parent / "run.lock").read_text().split()
+        assert holder[1] == str(process.pid)
         checkpoint = torch.load(last, weights_only=True)  # complete, or this raises
         assert set(checkpoint["state_dict"]) == {"network.linear.weight", "network.linear.bias"}
         epochs.append(checkpoint["epoch"])

@@ -1,0 +1,42 @@
+"""Callbacks that tests plug into a run on the command line (``--trainer.callbacks+=...``)."""
+
+import os
+import time
+from pathlib import Path
+
+from lightning.pytorch.callbacks import Callback
+
+
+class Pause(Callback):
+    """Sleeps at the end of every training epoch, so that a run lasts long enough to meet others.
+
+    Args:
+        seconds: How long each epoch's end waits.
+    """
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        time.sleep(self.seconds)
+
+
+class Barrier(Callback):
+    """Holds each process, while the CLI builds its run, until ``parties`` processes have come.
+
+    Processes started together reach that point seconds apart; the barrier lines them up just
+    before a new run is named, where they would collide.
+
+    Args:
+        directory: An empty directory shared by the processes.
+        parties: How many processes wait for each other.
+        timeout: Seconds to wait at most.
+    """
+
+    def __init__(self, directory: str, parties: int, timeout: float = 120.0) -> None:
+        Path(directory, str(os.getpid())).touch()
+        deadline = time.monotonic() + timeout
+        while len(os.listdir(directory)) < parties:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"only {len(os.listdir(directory))} of {parties} came")
+            time.sleep(0.005)

@@ -1,0 +1,211 @@
+"""Runs never collide: one directory per run, claimed atomically, and one writer per run."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from lightning.pytorch.utilities import rank_zero_only
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from experiments.board import RunLogger
+from experiments.cli import main
+from experiments.errors import UserError
+from experiments.rundir import LOCK_FILE, RunLock, claim_version, version_numbers
+from tests.conftest import QUIET, REPO, config, start_experiments
+
+MLP = config("mlp_classification")
+RUN = Path("lightning_logs/mlp_classification/version_0")
+
+
+def test_versions_are_claimed_in_order_past_anything_named_like_one(tmp_path):
+    experiment = tmp_path / "exp"
+    assert [claim_version(experiment) for _ in range(2)] == [0, 1]
+    (experiment / "version_5").write_text("a file, not a run, but the name is taken\n")
+    (experiment / "version_x").mkdir()
+    (experiment / "notes").mkdir()
+    assert claim_version(experiment) == 6
+    assert sorted(version_numbers(experiment)) == [0, 1, 5, 6]
+
+
+def test_threads_claiming_together_each_get_a_directory(tmp_path):
+    claimed: list[int] = []
+    start = threading.Barrier(16)
+
+    def claim() -> None:
+        start.wait()
+        claimed.append(claim_version(tmp_path / "exp"))
+
+    threads = [threading.Thread(target=claim) for _ in range(16)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(claimed) == list(range(16))
+
+
+def test_the_logger_claims_its_directory_on_first_use_in_the_first_process_only(
+    tmp_path, monkeypatch
+):
+    first = RunLogger(save_dir=str(tmp_path), name="exp")
+    assert not (tmp_path / "exp").exists()  # nothing claimed until the run asks for it
+    assert first.version == 0
+    assert first.version == 0  # claimed once
+    assert (tmp_path / "exp" / "version_0").is_dir()
+    assert RunLogger(save_dir=str(tmp_path), name="exp", version=0).version == 0  # a resume
+    monkeypatch.setattr(rank_zero_only, "rank", 1)
+    other = RunLogger(save_dir=str(tmp_path), name="exp")
+    other.log_dir  # noqa: B018 (the property is what is tested)
+    assert sorted(p.name for p in (tmp_path / "exp").iterdir()) == ["version_0"]
+
+
+def test_a_held_run_is_refused_naming_the_holder_until_released(tmp_path):
+    held = RunLock(tmp_path)
+    expected = f"{socket.gethostname()} {os.getpid()}\n"
+    assert (tmp_path / LOCK_FILE).read_text() == expected
+    with pytest.raises(UserError, match=rf"is being trained by process {os.getpid()} on "):
+        RunLock(tmp_path)
+    held.release()
+    RunLock(tmp_path).release()
+
+
+def test_the_hold_ends_with_its_process_however_it_ends(tmp_path):
+    code = (
+        "import sys, time; from pathlib import Path; from experiments.rundir import RunLock; "
+        "RunLock(Path(sys.argv[1])); print('held', flush=True); time.sleep(600)"
+    )
+    holder = subprocess.Popen(
+        [sys.executable, "-c", code, str(tmp_path)], stdout=subprocess.PIPE, text=True, cwd=REPO
+    )
+    assert holder.stdout.readline() == "held\n"
+    with pytest.raises(UserError, match=f"process {holder.pid} on"):
+        RunLock(tmp_path)
+    holder.send_signal(signal.SIGKILL)
+    holder.wait()
+    RunLock(tmp_path).release()  # no file to delete by hand
+
+
+@pytest.mark.slow
+def test_fits_started_together_each_write_a_run_of_their_own(tmp_path):
+    # Eight processes, in two process groups (standing in for two machines sharing the folder),
+    # lined up to name their runs at the same moment. Each trains a network of its own width,
+    # so each run's files can be traced to their writer.
+    barrier = tmp_path / "barrier"
+    barrier.mkdir()
+    line_up = {"class_path": "tests.plugins.Barrier", "init_args": {"parties": 8}}
+    line_up["init_args"]["directory"] = str(barrier)
+    processes = {}
+    for index in range(8):
+        width = 10 + index
+        processes[width] = start_experiments(
+            tmp_path,
+            "fit",
+            "--config",
+            MLP,
+            "--trainer.max_epochs",
+            "2",
+            "--data.init_args.num_samples",
+            "200",
+            "--test_after_fit",
+            "false",
+            "--figures.enabled",
+            "false",
+            "--model.init_args.network.init_args.hidden_sizes",
+            f"[{width}]",
+            f"--trainer.callbacks+={json.dumps(line_up)}",
+            start_new_session=index % 2 == 1,
+        )
+    for process in processes.values():
+        _, err = process.communicate(timeout=300)
+        assert process.returncode == 0, err[-3000:]
+
+    runs = sorted((tmp_path / RUN.parent).iterdir())
+    assert [run.name for run in runs] == [f"version_{n}" for n in range(8)]
+    widths = set()
+    for run in runs:
+        network = yaml.safe_load((run / "config.yaml").read_text())["model"]["init_args"]["network"]
+        (width,) = network["init_args"]["hidden_sizes"]
+        widths.add(width)
+        writers = {written_by(events) for events in run.glob("events.out.tfevents.*")}
+        assert writers == {processes[width].pid}
+        last = torch.load(run / "checkpoints/last.ckpt", weights_only=True)
+        assert last["global_step"] == 2 * 5  # 160 training samples, batches of 32, 2 epochs
+        assert last["state_dict"]["network.1.weight"].shape == (width, 10)
+        assert len(list((run / "checkpoints").glob("best-*.ckpt"))) == 1
+    assert widths == set(processes)
+
+
+def written_by(events: Path) -> int:
+    """The pid in an event file's name: ``events.out.tfevents.<time>.<host>.<pid>.<n>``."""
+    return int(events.name.split(".")[-2])
+
+
+def scalars(run: Path, pid: int | None = None) -> dict[str, list[tuple[int, float]]]:
+    """Every scalar series in the run's event files (only those ``pid`` wrote, if given)."""
+    series: dict[str, list[tuple[int, float]]] = {}
+    for path in sorted(run.glob("events.out.tfevents.*")):
+        if pid is None or written_by(path) == pid:
+            events = EventAccumulator(str(path))
+            events.Reload()
+            for tag in events.Tags()["scalars"]:
+                series.setdefault(tag, []).extend((e.step, e.value) for e in events.Scalars(tag))
+    return series
+
+
+@pytest.mark.slow
+def test_a_training_run_is_left_alone_by_a_second_writer_and_by_evaluations(
+    tmp_path, monkeypatch, capsys
+):
+    common = ["--config", MLP, "--trainer.max_epochs", "24", "--test_after_fit", "false"]
+    busy, alone = tmp_path / "busy", tmp_path / "alone"
+    busy.mkdir()
+    alone.mkdir()
+    # Pauses between epochs leave time to meet the run; they change nothing it computes.
+    pause = json.dumps({"class_path": "tests.plugins.Pause", "init_args": {"seconds": 0.5}})
+    training = start_experiments(busy, "fit", *common, f"--trainer.callbacks+={pause}")
+    last = busy / RUN / "checkpoints/last.ckpt"
+    try:
+        deadline = time.monotonic() + 120
+        while not last.exists():
+            assert training.poll() is None, training.communicate()
+            assert time.monotonic() < deadline, "the run never wrote a checkpoint"
+            time.sleep(0.05)
+        monkeypatch.chdir(busy)
+        capsys.readouterr()
+        with pytest.raises(SystemExit) as refused:
+            main(["fit", *common, "--ckpt_path", "last", *QUIET])
+        assert training.poll() is None  # refused while the run was training
+        (line,) = capsys.readouterr().err.strip().splitlines()
+        assert refused.value.code == 2
+        assert line.startswith(f"error: {RUN} is being trained by process {training.pid} on ")
+        # Evaluations of the training run read its complete checkpoints and write beside them.
+        tested = main(["test", "--config", MLP, "--ckpt_path", "last", *QUIET])
+        assert tested.trainer.callback_metrics["test/acc"] > 0.5
+        main(["predict", "--config", MLP, "--ckpt_path", "best", *QUIET])
+        assert (busy / RUN / "predictions.csv").exists()
+        assert training.poll() is None  # all of it while the run was training
+    finally:
+        _, err = training.communicate(timeout=300)
+    assert training.returncode == 0, err[-3000:]
+    assert sorted(p.name for p in (busy / RUN).parent.iterdir()) == ["version_0"]
+
+    monkeypatch.chdir(alone)
+    main(["fit", *common, *QUIET])
+    one = torch.load(busy / last.relative_to(busy), weights_only=True)
+    two = torch.load(alone / RUN / "checkpoints/last.ckpt", weights_only=True)
+    assert one["global_step"] == two["global_step"] == 24 * 25
+    for name, tensor in two["state_dict"].items():
+        assert torch.equal(one["state_dict"][name], tensor), name
+    for key, state in two["optimizer_states"][0]["state"].items():
+        for name, tensor in state.items():
+            assert torch.equal(one["optimizer_states"][0]["state"][key][name], tensor), name
+    # The training process's own event files hold what a run alone writes, point for point.
+    assert scalars(busy / RUN, training.pid) == scalars(alone / RUN)
