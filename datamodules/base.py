@@ -1,4 +1,4 @@
-"""The datamodule base: seeded synthetic tensors, split by fractions, served as whole batches."""
+"""The datamodule base: tensors in memory, split by fractions, served as whole batches."""
 
 import math
 from collections.abc import Iterator
@@ -8,20 +8,7 @@ import torch
 from lightning.pytorch import LightningDataModule
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-
-def check_count(name: str, value: int, minimum: int = 1) -> int:
-    """Return ``value`` if it is an integer of at least ``minimum``, else raise naming it."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        wanted = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
-        raise ValueError(f"{name} must be {wanted}, got {value!r}")
-    return value
-
-
-def check_noise(noise_std: float) -> float:
-    """Return ``noise_std`` if it is a valid standard deviation (>= 0), else raise naming it."""
-    if noise_std < 0:
-        raise ValueError(f"noise_std must be >= 0, got {noise_std!r}")
-    return noise_std
+from models import checks
 
 
 class TensorBatches(Dataset):
@@ -157,34 +144,31 @@ class InMemoryBatches:
                 yield tuple(t[part] for t in self.tensors)
 
 
-class SyntheticDataModule(LightningDataModule):
-    """Generates ``(x, y)`` tensors from a seeded generator and splits them train/val/test.
+class SplitDataModule(LightningDataModule):
+    """``(x, y)`` tensors held in memory, split into train/val/test and served as whole batches.
 
-    Subclasses implement :meth:`generate` and the shape facts :attr:`input_shape` and
-    :attr:`num_outputs` (classification datamodules also ``num_classes``); the CLI links those
-    facts into the network and the task, so no dimension is written twice in a config.
+    Subclasses provide the samples (:meth:`load`), their number (:attr:`num_samples`) and the
+    shape facts :attr:`input_shape` and :attr:`num_outputs` (classification data also
+    ``num_classes``); the CLI links those facts into the network and the task, so no
+    dimension is written twice in a config.
 
     Args:
-        num_samples: Samples generated in total, before the split.
         val_fraction: Fraction of the samples held out for validation.
         test_fraction: Fraction of the samples held out for testing.
         batch_size: Samples per batch; ``null`` means the whole split in one batch.
-        seed: Seeds data generation, the split and the training order.
+        seed: Seeds the split and the training order (and generated data).
     """
 
     def __init__(
         self,
-        num_samples: int = 1000,
         val_fraction: float = 0.1,
         test_fraction: float = 0.1,
         batch_size: int | None = 32,
         seed: int = 0,
     ) -> None:
         super().__init__()
-        check_count("num_samples", num_samples)
-        for name, fraction in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
-            if not 0.0 < fraction < 1.0:
-                raise ValueError(f"{name} must be in (0, 1), got {fraction!r}")
+        checks.fraction("val_fraction", val_fraction)
+        checks.fraction("test_fraction", test_fraction)
         if val_fraction + test_fraction >= 1.0:
             raise ValueError(
                 f"val_fraction + test_fraction must be below 1 to leave training data, "
@@ -192,20 +176,16 @@ class SyntheticDataModule(LightningDataModule):
             )
         if batch_size is not None and (isinstance(batch_size, bool) or batch_size <= 0):
             raise ValueError(f"batch_size must be a positive integer or null, got {batch_size!r}")
-        self.num_samples = num_samples
         self.val_fraction = val_fraction
         self.test_fraction = test_fraction
         self.batch_size = batch_size
         self.seed = seed
-        for split, size in self.split_sizes().items():
-            if size == 0:
-                fraction = {"train": None, "val": val_fraction, "test": test_fraction}[split]
-                given = f" with {split}_fraction {fraction}" if fraction is not None else ""
-                raise ValueError(
-                    f"the {split} split of {num_samples} samples{given} is empty: "
-                    "use more samples or a larger fraction"
-                )
         self.splits: dict[str, TensorBatches] = {}
+
+    @property
+    def num_samples(self) -> int:
+        """Samples in all, before the split."""
+        raise NotImplementedError
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -217,8 +197,8 @@ class SyntheticDataModule(LightningDataModule):
         """Network outputs per sample: predicted values, or logits for classification."""
         raise NotImplementedError
 
-    def generate(self, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-        """Return ``num_samples`` inputs and targets drawn from ``generator``."""
+    def load(self, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """All ``num_samples`` inputs and targets; ``generator`` is seeded, for data drawn here."""
         raise NotImplementedError
 
     def split_sizes(self) -> dict[str, int]:
@@ -227,10 +207,22 @@ class SyntheticDataModule(LightningDataModule):
         test = round(self.num_samples * self.test_fraction)
         return {"train": self.num_samples - val - test, "val": val, "test": test}
 
+    def check_split_sizes(self) -> None:
+        """Refuse fractions that leave a split without a sample."""
+        fractions = {"val": self.val_fraction, "test": self.test_fraction}
+        for split, size in self.split_sizes().items():
+            if size == 0:
+                given = f" with {split}_fraction {fractions[split]}" if split in fractions else ""
+                raise ValueError(
+                    f"the {split} split of {self.num_samples} samples{given} is empty: "
+                    "use more samples or a larger fraction"
+                )
+
     def setup(self, stage: str) -> None:
         if not self.splits:
+            # One generator for the samples (where they are drawn) and then the split.
             generator = torch.Generator().manual_seed(self.seed)
-            x, y = self.generate(generator)
+            x, y = self.load(generator)
             order = torch.randperm(self.num_samples, generator=generator)
             start = 0
             for name, size in self.split_sizes().items():

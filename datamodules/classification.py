@@ -4,7 +4,8 @@ from typing import Literal
 
 import torch
 
-from datamodules.base import SyntheticDataModule, check_count
+from datamodules.synthetic import SyntheticDataModule
+from models import checks
 
 RULES = ["linear", "sum", "xor", "circles", "random"]
 BINARY_RULES = {"sum", "xor", "circles"}
@@ -27,11 +28,8 @@ class FeatureClassificationData(SyntheticDataModule):
         num_features: Length of each feature vector.
         num_classes: Number of classes.
         rule: How labels follow from the features.
-        num_samples: Samples generated in total, before the split.
-        val_fraction: Fraction of the samples held out for validation.
-        test_fraction: Fraction of the samples held out for testing.
-        batch_size: Samples per batch; ``null`` means the whole split in one batch.
-        seed: Seeds data generation, the split and the training order.
+        **kwargs: ``num_samples``, the split and batching, as for
+            :class:`~datamodules.synthetic.SyntheticDataModule`.
     """
 
     def __init__(
@@ -39,17 +37,12 @@ class FeatureClassificationData(SyntheticDataModule):
         num_features: int = 10,
         num_classes: int = 2,
         rule: Literal["linear", "sum", "xor", "circles", "random"] = "linear",
-        num_samples: int = 1000,
-        val_fraction: float = 0.1,
-        test_fraction: float = 0.1,
-        batch_size: int | None = 32,
-        seed: int = 0,
+        **kwargs,
     ) -> None:
-        super().__init__(num_samples, val_fraction, test_fraction, batch_size, seed)
-        check_count("num_features", num_features)
-        check_count("num_classes", num_classes, minimum=2)
-        if rule not in RULES:
-            raise ValueError(f"rule must be one of {RULES}, got {rule!r}")
+        super().__init__(**kwargs)
+        checks.at_least("num_features", num_features)
+        checks.at_least("num_classes", num_classes, 2)
+        checks.one_of("rule", rule, RULES)
         if rule in BINARY_RULES and num_classes != 2:
             raise ValueError(f"rule {rule!r} makes 2 classes, got num_classes={num_classes}")
         if rule == "xor" and num_features < 2:

@@ -6,7 +6,8 @@ from typing import Literal
 
 import torch
 
-from datamodules.base import SyntheticDataModule, check_count, check_noise
+from datamodules.synthetic import SyntheticDataModule
+from models import checks
 
 
 class StripeImageData(SyntheticDataModule):
@@ -23,11 +24,8 @@ class StripeImageData(SyntheticDataModule):
         period: Stripe period in pixels.
         noise_std: Standard deviation of the pixel noise (the stripes have amplitude 1).
         phase: ``random`` or ``fixed`` placement of the stripes.
-        num_samples: Samples generated in total, before the split.
-        val_fraction: Fraction of the samples held out for validation.
-        test_fraction: Fraction of the samples held out for testing.
-        batch_size: Samples per batch; ``null`` means the whole split in one batch.
-        seed: Seeds data generation, the split and the training order.
+        **kwargs: ``num_samples``, the split and batching, as for
+            :class:`~datamodules.synthetic.SyntheticDataModule`.
     """
 
     def __init__(
@@ -37,24 +35,19 @@ class StripeImageData(SyntheticDataModule):
         period: float = 8.0,
         noise_std: float = 1.0,
         phase: Literal["random", "fixed"] = "random",
-        num_samples: int = 5000,
-        val_fraction: float = 0.1,
-        test_fraction: float = 0.1,
-        batch_size: int | None = 64,
-        seed: int = 0,
+        **kwargs,
     ) -> None:
-        super().__init__(num_samples, val_fraction, test_fraction, batch_size, seed)
+        super().__init__(**kwargs)
         dims = tuple(image_shape)
         if len(dims) != 3 or any(isinstance(d, bool) or d <= 0 for d in dims):
             raise ValueError(
                 f"image_shape must be [channels, height, width], all positive, got {image_shape!r}"
             )
-        check_count("num_classes", num_classes, minimum=2)
+        checks.at_least("num_classes", num_classes, 2)
         if period < 2:
             raise ValueError(f"period must be at least 2 pixels, got {period!r}")
-        check_noise(noise_std)
-        if phase not in ("random", "fixed"):
-            raise ValueError(f"phase must be one of ['fixed', 'random'], got {phase!r}")
+        checks.non_negative("noise_std", noise_std)
+        checks.one_of("phase", phase, ["fixed", "random"])
         self.image_shape = dims
         self.num_classes = num_classes
         self.period = period

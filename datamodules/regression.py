@@ -5,7 +5,8 @@ from typing import Literal
 
 import torch
 
-from datamodules.base import SyntheticDataModule, check_count, check_noise
+from datamodules.synthetic import SyntheticDataModule
+from models import checks
 
 
 class LinearRegressionData(SyntheticDataModule):
@@ -17,11 +18,8 @@ class LinearRegressionData(SyntheticDataModule):
         weights: One true weight per input feature.
         bias: The true intercept.
         noise_std: Standard deviation of the Gaussian noise added to the targets.
-        num_samples: Samples generated in total, before the split.
-        val_fraction: Fraction of the samples held out for validation.
-        test_fraction: Fraction of the samples held out for testing.
-        batch_size: Samples per batch; ``null`` means the whole split in one batch.
-        seed: Seeds data generation, the split and the training order.
+        **kwargs: ``num_samples``, the split and batching, as for
+            :class:`~datamodules.synthetic.SyntheticDataModule`.
     """
 
     def __init__(
@@ -29,16 +27,12 @@ class LinearRegressionData(SyntheticDataModule):
         weights: Sequence[float] = (2.0,),
         bias: float = 1.0,
         noise_std: float = 1.0,
-        num_samples: int = 100,
-        val_fraction: float = 0.1,
-        test_fraction: float = 0.1,
-        batch_size: int | None = None,
-        seed: int = 0,
+        **kwargs,
     ) -> None:
-        super().__init__(num_samples, val_fraction, test_fraction, batch_size, seed)
+        super().__init__(**kwargs)
         if not weights:
             raise ValueError(f"weights must list one weight per feature, got {weights!r}")
-        check_noise(noise_std)
+        checks.non_negative("noise_std", noise_std)
         self.weights = tuple(float(w) for w in weights)
         self.bias = bias
         self.noise_std = noise_std
@@ -74,11 +68,8 @@ class TeacherRegressionData(SyntheticDataModule):
         relu_output: Clamp the teacher's output at zero.
         noise_std: Standard deviation of the noise added to the teacher's output.
         targets: ``teacher`` (learnable) or ``noise`` (the sources' random targets).
-        num_samples: Samples generated in total, before the split.
-        val_fraction: Fraction of the samples held out for validation.
-        test_fraction: Fraction of the samples held out for testing.
-        batch_size: Samples per batch; ``null`` means the whole split in one batch.
-        seed: Seeds data generation, the split and the training order.
+        **kwargs: ``num_samples``, the split and batching, as for
+            :class:`~datamodules.synthetic.SyntheticDataModule`.
     """
 
     def __init__(
@@ -89,22 +80,14 @@ class TeacherRegressionData(SyntheticDataModule):
         relu_output: bool = False,
         noise_std: float = 0.1,
         targets: Literal["teacher", "noise"] = "teacher",
-        num_samples: int = 1000,
-        val_fraction: float = 0.1,
-        test_fraction: float = 0.1,
-        batch_size: int | None = 32,
-        seed: int = 0,
+        **kwargs,
     ) -> None:
-        super().__init__(num_samples, val_fraction, test_fraction, batch_size, seed)
-        check_count("num_features", num_features)
-        check_count("hidden_size", hidden_size, minimum=0)
-        if activation not in TEACHER_ACTIVATIONS:
-            raise ValueError(
-                f"activation must be one of {sorted(TEACHER_ACTIVATIONS)}, got {activation!r}"
-            )
-        check_noise(noise_std)
-        if targets not in ("teacher", "noise"):
-            raise ValueError(f"targets must be one of ['noise', 'teacher'], got {targets!r}")
+        super().__init__(**kwargs)
+        checks.at_least("num_features", num_features)
+        checks.at_least("hidden_size", hidden_size, 0)
+        checks.one_of("activation", activation, TEACHER_ACTIVATIONS)
+        checks.non_negative("noise_std", noise_std)
+        checks.one_of("targets", targets, ["noise", "teacher"])
         self.num_features = num_features
         self.hidden_size = hidden_size
         self.activation = activation

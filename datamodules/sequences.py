@@ -2,7 +2,8 @@
 
 import torch
 
-from datamodules.base import SyntheticDataModule, check_count, check_noise
+from datamodules.synthetic import SyntheticDataModule
+from models import checks
 
 
 class RecallSequenceData(SyntheticDataModule):
@@ -17,11 +18,8 @@ class RecallSequenceData(SyntheticDataModule):
         num_features: Features per time step (at least ``num_classes``).
         num_classes: Number of symbols to recall.
         noise_std: Standard deviation of the noise on every step (the cue has amplitude 1).
-        num_samples: Samples generated in total, before the split.
-        val_fraction: Fraction of the samples held out for validation.
-        test_fraction: Fraction of the samples held out for testing.
-        batch_size: Samples per batch; ``null`` means the whole split in one batch.
-        seed: Seeds data generation, the split and the training order.
+        **kwargs: ``num_samples``, the split and batching, as for
+            :class:`~datamodules.synthetic.SyntheticDataModule`.
     """
 
     def __init__(
@@ -30,20 +28,16 @@ class RecallSequenceData(SyntheticDataModule):
         num_features: int = 10,
         num_classes: int = 4,
         noise_std: float = 0.5,
-        num_samples: int = 4000,
-        val_fraction: float = 0.1,
-        test_fraction: float = 0.1,
-        batch_size: int | None = 64,
-        seed: int = 0,
+        **kwargs,
     ) -> None:
-        super().__init__(num_samples, val_fraction, test_fraction, batch_size, seed)
-        check_count("sequence_length", sequence_length)
-        check_count("num_classes", num_classes, minimum=2)
+        super().__init__(**kwargs)
+        checks.at_least("sequence_length", sequence_length)
+        checks.at_least("num_classes", num_classes, 2)
         if isinstance(num_features, bool) or num_features < num_classes:
             raise ValueError(
                 f"num_features must be at least num_classes={num_classes}, got {num_features!r}"
             )
-        check_noise(noise_std)
+        checks.non_negative("noise_std", noise_std)
         self.sequence_length = sequence_length
         self.num_features = num_features
         self.num_classes = num_classes

@@ -3,8 +3,7 @@
 Closes these Lightning 2.6 gaps:
 
 * ``save_last=True`` writes ``last.ckpt`` only when a top-k checkpoint was written in the same
-  step, so with a monitored metric ``last.ckpt`` lags behind the run; and when both are written
-  together it serialises the same state twice (:class:`RunCheckpoint`);
+  step, so with a monitored metric ``last.ckpt`` lags behind the run (:class:`RunCheckpoint`);
 * its file writer swallows a ``PermissionError`` (the save is silently skipped) and does not
   fsync, so a crash can leave a torn file; and it writes on the training thread
   (:class:`SafeCheckpointIO`);
@@ -19,7 +18,6 @@ import shutil
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
-from weakref import proxy
 
 import lightning.pytorch as pl
 import numpy as np
@@ -34,39 +32,15 @@ class RunCheckpoint(ModelCheckpoint):
     """``ModelCheckpoint`` whose ``last.ckpt`` always holds the newest weights.
 
     ``last.ckpt`` is written every ``every_n_epochs`` epochs, when the run stops and after its
-    last epoch, whether or not the monitored metric improved.
+    last epoch, whether or not the monitored metric improved. Lightning 2.6 writes it only in a
+    step where a top-k checkpoint was written too, so with a monitored metric that stopped
+    improving ``last.ckpt`` lags behind the run, and a resume would repeat epochs.
 
-    When the metric improves, the best and the last checkpoint are saved one after the other
-    in the same hook, of the same state: the checkpoint callback's own state is all that could
-    differ, and from the second save on it does not. ``last.ckpt`` then becomes a second name
-    of the best checkpoint's file (a hard link, or a copy where the file system has none)
-    instead of a second serialisation: about 2.5 ms less at the end of each such epoch (of
-    some 6 ms of checkpointing), and one file fewer to write and fsync. Lightning's own
-    ``save_last="link"`` makes a symbolic link instead, which dangles once that best checkpoint
-    is replaced by a better one.
+    No public hook tells a checkpoint callback to save its last file alone: the rule below
+    reads ``ModelCheckpoint``'s own private decisions (whether to save at the training epoch's
+    end, whether saving is skipped, the step last saved) so as to agree with them, and
+    ``tests/test_checkpoint.py`` checks that they still exist as used here.
     """
-
-    _fresh: tuple[str, str, int] | None = None  # the top-k file just written, see _save_checkpoint
-
-    @property
-    def state_key(self) -> str:
-        # Lightning reads the key at every hook call (some ten times a training step), and
-        # ModelCheckpoint builds it anew each time from its arguments, which never change.
-        if "_state_key" not in self.__dict__:
-            self._state_key = super().state_key
-        return self._state_key
-
-    def on_train_batch_end(
-        self,
-        trainer: pl.Trainer,
-        pl_module: pl.LightningModule,
-        outputs: Any,
-        batch: Any,
-        batch_idx: int,
-    ) -> None:
-        # Only step- or time-based saving acts after a batch; skip its checks on every step.
-        if self._every_n_train_steps >= 1 or self._train_time_interval is not None:
-            super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         super().on_train_epoch_end(trainer, pl_module)
@@ -77,43 +51,6 @@ class RunCheckpoint(ModelCheckpoint):
         super().on_validation_end(trainer, pl_module)
         if not self._should_save_on_train_epoch_end(trainer):
             self._save_last_if_behind(trainer)
-
-    def _save_topk_checkpoint(self, trainer: pl.Trainer, monitor_candidates: dict) -> None:
-        written = self._last_checkpoint_saved
-        super()._save_topk_checkpoint(trainer, monitor_candidates)
-        if self._last_checkpoint_saved != written:
-            # Its state, as saved, named this last_model_path.
-            self._fresh = (self._last_checkpoint_saved, self.last_model_path, trainer.global_step)
-
-    def _save_last_checkpoint(self, trainer: pl.Trainer, monitor_candidates: dict) -> None:
-        # Lightning calls this right after _save_topk_checkpoint, in every hook that saves.
-        try:
-            super()._save_last_checkpoint(trainer, monitor_candidates)
-        finally:
-            self._fresh = None
-
-    def _save_checkpoint(self, trainer: pl.Trainer, filepath: str) -> None:
-        source, writer = self._same_file_as(trainer, filepath), trainer.strategy.checkpoint_io
-        if source is None or not isinstance(writer, SafeCheckpointIO):
-            super()._save_checkpoint(trainer, filepath)
-            return
-        if trainer.is_global_zero:
-            writer.copy_checkpoint(source, filepath)
-        # What ModelCheckpoint._save_checkpoint does after writing a file.
-        self._last_global_step_saved = trainer.global_step
-        self._last_checkpoint_saved = filepath
-        if trainer.is_global_zero:
-            for logger in trainer.loggers:
-                logger.after_save_checkpoint(proxy(self))
-
-    def _same_file_as(self, trainer: pl.Trainer, filepath: str) -> str | None:
-        """The top-k file just written, if saving ``filepath`` now would write the same bytes."""
-        if self._fresh is None:
-            return None
-        source, last_model_path, step = self._fresh
-        # Saving last.ckpt, at the same step, and the top-k file named it as the last one too.
-        same = filepath == self.last_model_path == last_model_path != source
-        return source if same and step == trainer.global_step else None
 
     def _save_last_if_behind(self, trainer: pl.Trainer) -> None:
         epoch = trainer.current_epoch + 1

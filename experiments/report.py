@@ -1,7 +1,8 @@
 """What a run tells its user: the terminal summary and TensorBoard's hyperparameters tab."""
 
+import signal
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, NoReturn
 
 import lightning.pytorch as pl
 from lightning.pytorch.callbacks import ModelCheckpoint
@@ -53,6 +54,8 @@ def write_hparams(trainer: pl.Trainer, params: dict[str, HParam], metric_tags: l
     for logger in trainer.loggers:
         if isinstance(logger, TensorBoardLogger) and metric_tags:
             summaries = hparams(params, dict.fromkeys(metric_tags, 0.0))
+            # torch's SummaryWriter has no public way to add a ready-made summary to its own
+            # event file (add_hparams writes a new run); Lightning's log_hyperparams uses this.
             writer = logger.experiment._get_file_writer()
             for summary in summaries:
                 writer.add_summary(summary, trainer.global_step)
@@ -94,3 +97,19 @@ def stage_metrics(trainer: pl.Trainer, *stages: str) -> dict[str, float]:
         for name, value in trainer.callback_metrics.items()
         if name.split("/")[0] in stages and not name.endswith("_step")
     }
+
+
+def interrupted(trainer: pl.Trainer, signum: int, config: Mapping[str, Any]) -> NoReturn:
+    """Say where the stopped run's checkpoint is and how to continue; exit with 128 + signum."""
+    paths = checkpoint_paths(trainer)
+    if trainer.is_global_zero:
+        command = "python -m experiments fit"
+        if config.get("config"):
+            command += f" --config {config['config'][0]}"
+        print(
+            f"Stopped by {signal.Signals(signum).name} after epoch "
+            f"{trainer.current_epoch - 1}: checkpoint {paths.get('Last', '(none)')}\n"
+            f"Continue with: {command} --ckpt_path last",
+            flush=True,
+        )
+    raise SystemExit(128 + signum)

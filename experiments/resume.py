@@ -118,6 +118,15 @@ def find_and_load(
     raise UserError(f"--ckpt_path {ckpt_path}: the checkpoint file disappeared while being read")
 
 
+def resuming_message(found: Resolved, checkpoint: dict[str, Any]) -> str:
+    """What a ``fit`` that continues a run says before it trains."""
+    epoch, step = checkpoint.get("epoch", 0), checkpoint.get("global_step", 0)
+    return (
+        f"Resuming {found.run} from {found.path.name} (epoch {epoch}, step {step}); "
+        "anything the run logged after that step is replaced."
+    )
+
+
 def first_line(error: BaseException) -> str:
     """The first line of an exception's message, for one-line reports."""
     text = str(error).strip().splitlines()

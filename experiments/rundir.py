@@ -1,5 +1,8 @@
 """A run's directory: claimed atomically when the run starts, trained by one process at a time.
 
+Runs live in ``<root>/lightning_logs/<experiment>/version_<n>/``; the experiment is the first
+config file's name unless ``--experiment`` names it (:func:`experiment_name`).
+
 Lightning's ``TensorBoardLogger`` names a new run ``max(version_N) + 1`` from a listing and
 creates the folder later, so runs started together share a directory (Lightning issue #12679,
 closed as won't fix). Here a new run claims ``version_<n>`` with an exclusive ``mkdir``, which
@@ -19,12 +22,27 @@ import fcntl
 import os
 import re
 import socket
+import time
+from collections.abc import Sequence
 from pathlib import Path
+
+from lightning.pytorch import LightningModule, Trainer
+from lightning.pytorch.cli import SaveConfigCallback
+from lightning.pytorch.loggers import TensorBoardLogger
+from lightning.pytorch.utilities import rank_zero_only
 
 from experiments.errors import UserError
 
+LOG_DIR_NAME = "lightning_logs"
 VERSION = re.compile(r"version_(\d+)")
 LOCK_FILE = "run.lock"
+
+
+def experiment_name(config_files: Sequence[object] | None, default: str) -> str:
+    """The experiment a run belongs to: the stem of the first config file, or ``default``."""
+    for path in config_files or ():
+        return Path(str(path)).stem
+    return default
 
 
 def version_numbers(experiment_dir: Path) -> list[int]:
@@ -83,3 +101,65 @@ class RunLock:
         if self._handle is not None:
             os.close(self._handle)  # closing the file drops its flock
             self._handle = None
+
+
+class RunLogger(TensorBoardLogger):
+    """The TensorBoard logger of a run: claims a new run's directory, flushes when due.
+
+    A new run's ``version_<n>`` is claimed with :func:`claim_version` when the run directory is
+    first asked for, by the first process only. After every batch of values it logs, Lightning
+    asks the logger to ``save()``, which for TensorBoard flushes the event file: with a
+    ``flush_interval`` that happens only when so many seconds have passed since the last flush
+    (and when the run ends), so TensorBoard still shows the curves live, that much late.
+
+    Args:
+        version: The run's version: given for a run that exists, ``None`` for a new one.
+        flush_interval: Least time between two flushes of the event file, in seconds.
+        **kwargs: As for ``TensorBoardLogger``.
+    """
+
+    def __init__(
+        self, *args, version: int | str | None = None, flush_interval: float = 0.0, **kwargs
+    ) -> None:
+        super().__init__(*args, version=version, **kwargs)
+        self._run_version = version
+        self.flush_interval = flush_interval
+        self._flushed = -float("inf")
+
+    @property
+    def version(self) -> int | str:
+        """The run's version: given (a run that exists), or claimed on first use (a new run)."""
+        if self._run_version is None:
+            experiment_dir = Path(self.root_dir)
+            if rank_zero_only.rank == 0:
+                self._run_version = claim_version(experiment_dir)
+            else:
+                # Other data-parallel processes never create a run: wherever they need the run
+                # directory, Lightning broadcasts the first process's (trainer.log_dir, the
+                # checkpoint directory). This is only a stand-in.
+                return max(version_numbers(experiment_dir), default=0)
+        return self._run_version
+
+    @rank_zero_only
+    def save(self) -> None:
+        now = time.monotonic()
+        if now - self._flushed >= self.flush_interval:
+            self._flushed = now
+            super().save()
+
+    @rank_zero_only
+    def finalize(self, status: str) -> None:
+        self._flushed = -float("inf")  # the last save is never skipped
+        super().finalize(status)
+
+
+class KeepExistingConfig(SaveConfigCallback):
+    """Saves ``config.yaml`` into a new run; a resumed or evaluated run keeps the one it has."""
+
+    def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        log_dir = trainer.log_dir  # a broadcast from the first process: every process asks
+        exists = trainer.is_global_zero and (Path(log_dir) / self.config_filename).is_file()
+        if trainer.strategy.broadcast(exists):
+            self.already_saved = True
+            return
+        super().setup(trainer, pl_module, stage)

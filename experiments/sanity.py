@@ -35,6 +35,17 @@ def check_writable(root: Path) -> None:
         raise UserError(f"cannot write runs to {root}: {existing} is not writable")
 
 
+def check_run(task: pl.LightningModule, data: Any, processes: int) -> None:
+    """Checks of the built task and data: the network's outputs and the splits' sizes."""
+    check_output_shape(task, data)
+    for split, size in data.split_sizes().items():
+        if size < processes:
+            raise UserError(
+                f"the {split} split has {size} samples, fewer than the {processes} "
+                "data-parallel processes: use more samples or fewer devices"
+            )
+
+
 def check_output_shape(task: pl.LightningModule, data: Any) -> None:
     """Run the network on a dummy batch of the data's shape and check what the task needs."""
     input_shape = tuple(getattr(data, "input_shape", ()))

@@ -6,7 +6,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-from models import _shapes
+from models import checks
 
 POOLS: dict[str, type[nn.Module]] = {"max": nn.MaxPool2d, "avg": nn.AvgPool2d}
 
@@ -41,13 +41,11 @@ class CNN(nn.Module):
         dropout: float = 0.0,
     ) -> None:
         super().__init__()
-        in_channels, height, width = _shapes.shape("input_shape", input_shape, ndim=3)
+        in_channels, height, width = checks.shape("input_shape", input_shape, ndim=3)
         if not channels:
             raise ValueError("channels must list at least one convolution block, got []")
-        if pool not in POOLS:
-            raise ValueError(f"pool must be one of {sorted(POOLS)}, got {pool!r}")
-        if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
+        checks.one_of("pool", pool, POOLS)
+        checks.probability("dropout", dropout)
         smallest = 2 ** len(channels)
         if height < smallest or width < smallest:
             raise ValueError(
@@ -56,7 +54,7 @@ class CNN(nn.Module):
             )
         layers: list[nn.Module] = []
         for out_channels in channels:
-            _shapes.positive("channels entry", out_channels)
+            checks.at_least("channels entry", out_channels)
             layers.append(nn.Conv2d(in_channels, out_channels, kernel_size=3, padding=1))
             if batch_norm:
                 layers.append(nn.BatchNorm2d(out_channels))
@@ -68,12 +66,12 @@ class CNN(nn.Module):
         layers.append(nn.Flatten())
         self.features = nn.Sequential(*layers)
         head: list[nn.Module] = [
-            nn.Linear(in_channels * height * width, _shapes.positive("hidden_size", hidden_size)),
+            nn.Linear(in_channels * height * width, checks.at_least("hidden_size", hidden_size)),
             nn.ReLU(),
         ]
         if dropout > 0:
             head.append(nn.Dropout(dropout))
-        head.append(nn.Linear(hidden_size, _shapes.positive("num_outputs", num_outputs)))
+        head.append(nn.Linear(hidden_size, checks.at_least("num_outputs", num_outputs)))
         self.classifier = nn.Sequential(*head)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from models import _shapes
+from models import checks
 
 
 class LinearRegression(nn.Module):
@@ -19,8 +19,8 @@ class LinearRegression(nn.Module):
 
     def __init__(self, input_shape: Sequence[int], num_outputs: int) -> None:
         super().__init__()
-        in_features = math.prod(_shapes.shape("input_shape", input_shape))
-        self.linear = nn.Linear(in_features, _shapes.positive("num_outputs", num_outputs))
+        in_features = math.prod(checks.shape("input_shape", input_shape))
+        self.linear = nn.Linear(in_features, checks.at_least("num_outputs", num_outputs))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.linear(x.flatten(1))

@@ -6,7 +6,7 @@ from typing import Literal
 
 from torch import nn
 
-from models import _shapes
+from models import checks
 
 Activation = Literal["relu", "sigmoid", "tanh", "gelu"]
 Norm = Literal["none", "batch", "layer"]
@@ -21,22 +21,19 @@ ACTIVATIONS: dict[str, type[nn.Module]] = {
 
 def activation_layer(name: str) -> nn.Module:
     """The activation module called ``name``."""
-    if name not in ACTIVATIONS:
-        raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {name!r}")
-    return ACTIVATIONS[name]()
+    return ACTIVATIONS[checks.one_of("activation", name, ACTIVATIONS)]()
 
 
 def hidden_block(
     in_features: int, out_features: int, activation: str, norm: str, dropout: float
 ) -> list[nn.Module]:
     """Linear layer, optional normalisation, activation and optional dropout, in that order."""
+    checks.one_of("norm", norm, ["batch", "layer", "none"])
     layers: list[nn.Module] = [nn.Linear(in_features, out_features)]
     if norm == "batch":
         layers.append(nn.BatchNorm1d(out_features))
     elif norm == "layer":
         layers.append(nn.LayerNorm(out_features))
-    elif norm != "none":
-        raise ValueError(f"norm must be one of ['batch', 'layer', 'none'], got {norm!r}")
     layers.append(activation_layer(activation))
     if dropout > 0:
         layers.append(nn.Dropout(dropout))
@@ -69,16 +66,15 @@ class MLP(nn.Sequential):
         dropout: float = 0.0,
         output_activation: Activation | Literal["none"] = "none",
     ) -> None:
-        in_features = math.prod(_shapes.shape("input_shape", input_shape))
+        in_features = math.prod(checks.shape("input_shape", input_shape))
         for size in hidden_sizes:
-            _shapes.positive("hidden_sizes entry", size)
-        if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
+            checks.at_least("hidden_sizes entry", size)
+        checks.probability("dropout", dropout)
         layers: list[nn.Module] = [nn.Flatten()]
         for width in hidden_sizes:
             layers += hidden_block(in_features, width, activation, norm, dropout)
             in_features = width
-        layers.append(nn.Linear(in_features, _shapes.positive("num_outputs", num_outputs)))
+        layers.append(nn.Linear(in_features, checks.at_least("num_outputs", num_outputs)))
         if output_activation != "none":
             layers.append(activation_layer(output_activation))
         super().__init__(*layers)

@@ -6,7 +6,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-from models import _shapes
+from models import checks
 
 CELLS: dict[str, type[nn.RNNBase]] = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
 
@@ -33,19 +33,17 @@ class RecurrentNet(nn.Module):
         dropout: float = 0.0,
     ) -> None:
         super().__init__()
-        _, features = _shapes.shape("input_shape", input_shape, ndim=2)
-        if cell not in CELLS:
-            raise ValueError(f"cell must be one of {sorted(CELLS)}, got {cell!r}")
-        if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
+        _, features = checks.shape("input_shape", input_shape, ndim=2)
+        checks.one_of("cell", cell, CELLS)
+        checks.probability("dropout", dropout)
         self.rnn = CELLS[cell](
             features,
-            _shapes.positive("hidden_size", hidden_size),
-            num_layers=_shapes.positive("num_layers", num_layers),
+            checks.at_least("hidden_size", hidden_size),
+            num_layers=checks.at_least("num_layers", num_layers),
             dropout=dropout if num_layers > 1 else 0.0,
             batch_first=True,
         )
-        self.head = nn.Linear(hidden_size, _shapes.positive("num_outputs", num_outputs))
+        self.head = nn.Linear(hidden_size, checks.at_least("num_outputs", num_outputs))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         outputs, _ = self.rnn(x)

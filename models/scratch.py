@@ -6,7 +6,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from models import _shapes
+from models import checks
 
 
 class ScratchTwoLayer(nn.Module):
@@ -22,9 +22,9 @@ class ScratchTwoLayer(nn.Module):
 
     def __init__(self, input_shape: Sequence[int], num_outputs: int, hidden_size: int = 8) -> None:
         super().__init__()
-        in_features = math.prod(_shapes.shape("input_shape", input_shape))
-        hidden = _shapes.positive("hidden_size", hidden_size)
-        outputs = _shapes.positive("num_outputs", num_outputs)
+        in_features = math.prod(checks.shape("input_shape", input_shape))
+        hidden = checks.at_least("hidden_size", hidden_size)
+        outputs = checks.at_least("num_outputs", num_outputs)
         self.W1 = nn.Parameter(torch.randn(in_features, hidden))
         self.b1 = nn.Parameter(torch.zeros(hidden))
         self.W2 = nn.Parameter(torch.randn(hidden, outputs))

@@ -1,4 +1,7 @@
-"""Shared fixtures: every test that runs the CLI does so inside its own temporary directory."""
+"""Shared fixtures and helpers: the CLI in-process or in a subprocess, and a run's curves.
+
+Every test that runs the CLI does so inside its own temporary directory.
+"""
 
 import os
 import subprocess
@@ -8,12 +11,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from experiments.cli import ExperimentCLI, main
 
 REPO = Path(__file__).resolve().parents[1]
 EXPERIMENTS = sorted((REPO / "experiments").glob("*.yaml"))
 QUIET = ("--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false")
+NO_TEST = ("--test_after_fit", "false")
+Curves = dict[str, list[tuple[int, float]]]
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -46,26 +52,63 @@ def config(name: str) -> str:
     return str(REPO / "experiments" / f"{name}.yaml")
 
 
+def run_dir(root: Path, experiment: str, version: int = 0) -> Path:
+    """``root/lightning_logs/<experiment>/version_<version>``."""
+    return root / "lightning_logs" / experiment / f"version_{version}"
+
+
+def written_by(events: Path) -> int:
+    """The pid in an event file's name: ``events.out.tfevents.<time>.<host>.<pid>.<n>``."""
+    return int(events.name.split(".")[-2])
+
+
+def curves(run: Path, pid: int | None = None) -> Curves:
+    """Every scalar series of the run, as TensorBoard reads it (only what ``pid`` wrote, if given).
+
+    A whole run is read as TensorBoard reads a directory: a resumed run's later event files
+    hide what an interrupted one wrote after the step it resumed from. Each series is in step
+    order (the order of the files and of the points in them is the writers' business).
+    """
+    if pid is None:
+        sources = [Path(run)]
+    else:
+        sources = [
+            p for p in sorted(Path(run).glob("events.out.tfevents.*")) if written_by(p) == pid
+        ]
+    series: Curves = {}
+    for source in sources:
+        events = EventAccumulator(str(source), size_guidance={"scalars": 0})
+        events.Reload()
+        for tag in events.Tags()["scalars"]:
+            series.setdefault(tag, []).extend((e.step, e.value) for e in events.Scalars(tag))
+    return {tag: sorted(points) for tag, points in series.items()}
+
+
+def last_values(run: Path) -> dict[str, float]:
+    """The final point of every scalar series of the run."""
+    return {tag: points[-1][1] for tag, points in curves(run).items()}
+
+
 def experiments_command(*args: str, quiet: bool = True) -> list[str]:
     """The command line ``python -m experiments ARGS``, without the progress bar if ``quiet``."""
     bar = ["--trainer.enable_progress_bar", "false"] if quiet else []
     return [sys.executable, "-m", "experiments", *args, *bar]
 
 
-def subprocess_env() -> dict[str, str]:
+def subprocess_env(**extra: str) -> dict[str, str]:
     """The environment for the CLI in a subprocess: the tests' own modules importable."""
     paths = [str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])]
-    return {**os.environ, "PYTHONPATH": os.pathsep.join(paths)}
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(paths), **extra}
 
 
 def run_experiments(
     cwd: Path, *args: str, quiet: bool = True, timeout: float = 300, **kwargs: Any
 ) -> subprocess.CompletedProcess:
     """Run ``python -m experiments ARGS`` in ``cwd`` to its end; output captured as text."""
+    kwargs.setdefault("env", subprocess_env())
     return subprocess.run(
         experiments_command(*args, quiet=quiet),
         cwd=cwd,
-        env=subprocess_env(),
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -78,10 +121,5 @@ def start_experiments(cwd: Path, *args: str, quiet: bool = True, **kwargs: Any) 
     """Start ``python -m experiments ARGS`` in ``cwd``; output piped as text unless redirected."""
     kwargs.setdefault("stdout", subprocess.PIPE)
     kwargs.setdefault("stderr", subprocess.PIPE)
-    return subprocess.Popen(
-        experiments_command(*args, quiet=quiet),
-        cwd=cwd,
-        env=subprocess_env(),
-        text=True,
-        **kwargs,
-    )
+    kwargs.setdefault("env", subprocess_env())
+    return subprocess.Popen(experiments_command(*args, quiet=quiet), cwd=cwd, text=True, **kwargs)

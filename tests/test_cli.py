@@ -1,23 +1,34 @@
+"""``python -m experiments``: every experiment runs, runs land where the README says, the
+options work, mistakes are one line, and the same command runs data-parallel."""
+
+import csv
+import inspect
 import os
 import stat
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import torch
 import yaml
-from lightning.pytorch import LightningModule
-from lightning.pytorch.callbacks import Callback
-from lightning.pytorch.trainer.connectors.logger_connector.result import _Metadata, _ResultMetric
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from lightning.pytorch import cli as lightning_cli
+from lightning.pytorch.cli import LightningCLI
 
-from experiments import results
 from experiments.cli import DEFAULT_EXPERIMENT, main
-from experiments.hooks import TRAINING_HOOKS, skip_unused_batch_hooks, unused_hooks
+from experiments.errors import UserError
 from experiments.predictions import PredictionWriter
-from models import MLP, ClassificationTask
-from tests.conftest import EXPERIMENTS, REPO, config
+from tests.conftest import (
+    EXPERIMENTS,
+    NO_TEST,
+    QUIET,
+    REPO,
+    config,
+    curves,
+    last_values,
+    run_dir,
+    run_experiments,
+)
+
+MLP = config("mlp_classification")
+REGRESSION = config("two_layer_relu")
 
 
 @pytest.mark.parametrize("path", EXPERIMENTS, ids=lambda p: p.stem)
@@ -30,91 +41,9 @@ def test_every_experiment_runs_fast_dev_run(run_cli, path):
     assert not any(isinstance(cb, PredictionWriter) for cb in cli.trainer.callbacks)
 
 
-class CountingCallback(Callback):
-    """A user's callback acting on two per-batch hooks; it counts the calls."""
-
-    def __init__(self) -> None:
-        self.calls = {"on_before_backward": 0, "on_validation_batch_end": 0}
-
-    def on_before_backward(self, trainer, pl_module, loss) -> None:
-        self.calls["on_before_backward"] += 1
-
-    def on_validation_batch_end(self, trainer, pl_module, *args) -> None:
-        self.calls["on_validation_batch_end"] += 1
-
-
-def test_callbacks_are_called_only_on_the_batch_hooks_they_implement(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    # Run with the progress bar and model summary on, as a user's run is.
-    cli = main(
-        [
-            "fit",
-            "--trainer.max_epochs",
-            "1",
-            "--trainer.limit_train_batches",
-            "3",
-            "--trainer.limit_val_batches",
-            "2",
-            "--trainer.log_every_n_steps",
-            "1",
-            "--trainer.callbacks+=tests.test_cli.CountingCallback",
-        ]
-    )
-    callbacks = {type(cb).__name__: cb for cb in cli.trainer.callbacks}
-    counting = callbacks["CountingCallback"]
-    # Implemented hooks still run on every batch (validation's: two in the sanity check, two
-    # after the epoch), and the run trains as before.
-    assert counting.calls == {"on_before_backward": 3, "on_validation_batch_end": 4}
-    assert cli.trainer.global_step == 3
-    # Hooks inherited unchanged from Callback are passed over; those a Lightning base class
-    # implements (the progress bar's validation hooks) are kept.
-    assert counting.on_train_batch_end is None
-    assert counting.on_after_backward is None
-    assert callbacks["FiniteLoss"].on_train_batch_start is None
-    assert callable(callbacks["FiniteLoss"].on_train_batch_end)
-    assert callable(callbacks["ProgressBar"].on_validation_batch_end)
-    assert callbacks["ModelSummary"].on_before_zero_grad is None
-    # The task implements none of the training step's hooks; its evaluation hooks stay (the
-    # validation above ran with them).
-    for hook in TRAINING_HOOKS:
-        assert getattr(cli.model, hook) is None, hook
-    assert callable(cli.model.on_validation_batch_end)
-
-
-class TaskWithBackwardHook(ClassificationTask):
-    """A user's task implementing one training hook."""
-
-    def on_after_backward(self) -> None:
-        pass
-
-
-def test_a_task_keeps_the_training_hooks_it_implements():
-    task = TaskWithBackwardHook(MLP([2], 2), num_classes=2)
-    assert unused_hooks(task, LightningModule, TRAINING_HOOKS) == [
-        hook for hook in TRAINING_HOOKS if hook != "on_after_backward"
-    ]
-    skip_unused_batch_hooks([], task)
-    assert callable(task.on_after_backward)
-    assert task.on_before_backward is None
-
-
-def test_a_logged_result_already_on_the_device_is_not_walked_again():
-    results.install()
-    result = _ResultMetric(_Metadata(fx="training_step", name="loss"), is_tensor=True)
-    meta = result.meta
-    assert result.to(torch.device("cpu")) is result
-    assert result.meta is meta  # Lightning's walk through the result copies its metadata
-    # Anything else walks as before: a dtype, another device.
-    result.to(torch.float64)
-    assert result.value.dtype == torch.float64
-    assert result.meta is not meta
-    result.to("meta")
-    assert result.value.device.type == "meta"
-
-
 def test_default_experiment_trains_into_the_documented_layout(run_cli, tmp_path, capsys):
     cli = run_cli("fit", "--trainer.max_epochs", "2")
-    run = tmp_path / "lightning_logs" / DEFAULT_EXPERIMENT / "version_0"
+    run = run_dir(tmp_path, DEFAULT_EXPERIMENT)
     assert cli.trainer.log_dir == str(run.relative_to(tmp_path))
     assert list(run.glob("events.out.tfevents.*"))
     saved = yaml.safe_load((run / "config.yaml").read_text())
@@ -141,88 +70,26 @@ def test_default_experiment_trains_into_the_documented_layout(run_cli, tmp_path,
 
 
 def test_event_file_holds_the_contract_tags(run_cli, tmp_path):
+    # A network whose every argument is linked from the data: Lightning's dump of the config
+    # needs the init_args that ExperimentCLI._dump_config adds.
     run_cli("fit", "--config", config("linear_regression"), "--trainer.max_epochs", "20")
-    events = EventAccumulator(str(tmp_path / "lightning_logs/linear_regression/version_0"))
-    events.Reload()
-    tags = set(events.Tags()["scalars"])
+    series = curves(run_dir(tmp_path, "linear_regression"))
     expected = {"train/loss_step", "train/loss_epoch", "val/loss", "val/mae", "val/r2"}
-    assert expected | {"train/mae", "train/r2"} <= tags
-    assert len(events.Scalars("train/loss_epoch")) == 20
-    assert len(events.Scalars("val/loss")) == 2  # validation every 10 epochs in this experiment
-
-
-def test_last_checkpoint_is_the_newest_even_without_improvement(run_cli, tmp_path):
-    # With mode max, the "best" val/loss is the first epoch's and never improves; last.ckpt
-    # must follow the run to its end all the same (Lightning 2.6 alone leaves it at epoch 0).
-    run_cli("fit", "--trainer.max_epochs", "3", "--checkpoint.mode", "max")
-    checkpoints = tmp_path / "lightning_logs" / DEFAULT_EXPERIMENT / "version_0" / "checkpoints"
-    last = torch.load(checkpoints / "last.ckpt", weights_only=True)
-    assert last["epoch"] == 2
-    assert last["global_step"] == 3 * 25
-    (best,) = checkpoints.glob("best-*.ckpt")
-    assert torch.load(best, weights_only=True)["epoch"] == 0
-
-
-NO_TEST = ("--test_after_fit", "false")
-
-
-def test_last_checkpoint_saved_with_the_best_is_that_file_under_a_second_name(
-    run_cli, tmp_path, monkeypatch
-):
-    # val/loss improves in each of the first epochs (mode min), so the best and the last
-    # checkpoint are saved together; with mode max only the first epoch is "best", and
-    # last.ckpt is serialised on its own. The runs are otherwise the same.
-    folders = {}
-    for mode in ("min", "max"):
-        (tmp_path / mode).mkdir()
-        monkeypatch.chdir(tmp_path / mode)
-        run_cli("fit", "--trainer.max_epochs", "3", "--checkpoint.mode", mode, *NO_TEST)
-        folders[mode] = tmp_path / mode / "lightning_logs" / DEFAULT_EXPERIMENT / "version_0"
-    checkpoints = folders["min"] / "checkpoints"
-    (best,) = checkpoints.glob("best-*.ckpt")
-    assert best.name == "best-epoch=2-step=75.ckpt"
-    assert (checkpoints / "last.ckpt").samefile(best)
-    (first,) = (folders["max"] / "checkpoints").glob("best-*.ckpt")
-    assert not (folders["max"] / "checkpoints" / "last.ckpt").samefile(first)
-
-    linked = torch.load(checkpoints / "last.ckpt", weights_only=True)
-    alone = torch.load(folders["max"] / "checkpoints" / "last.ckpt", weights_only=True)
-    # The state a checkpoint written on its own holds...
-    assert (linked["epoch"], linked["global_step"]) == (alone["epoch"], alone["global_step"])
-    assert linked["loops"] == alone["loops"]
-    for name, tensor in alone["state_dict"].items():
-        assert torch.equal(linked["state_dict"][name], tensor), name
-    for key, state in alone["optimizer_states"][0]["state"].items():
-        for name, tensor in state.items():
-            assert torch.equal(linked["optimizer_states"][0]["state"][key][name], tensor), name
-    # ... and the checkpoint callback's, as a separate save of last.ckpt would record it.
-    (callback,) = (v for k, v in linked["callbacks"].items() if k.startswith("RunCheckpoint"))
-    assert Path(callback["last_model_path"]).name == "last.ckpt"
-    assert Path(callback["best_model_path"]).name == best.name
-    # A run resumes from it like from any last.ckpt.
-    monkeypatch.chdir(tmp_path / "min")
-    run_cli("fit", "--trainer.max_epochs", "4", "--ckpt_path", "last", *NO_TEST)
-    assert torch.load(checkpoints / "last.ckpt", weights_only=True)["global_step"] == 4 * 25
+    assert expected | {"train/mae", "train/r2", "test/loss", "test/r2"} <= set(series)
+    assert len(series["train/loss_epoch"]) == 20
+    assert len(series["val/loss"]) == 2  # validation every 10 epochs in this experiment
 
 
 def test_experiment_name_can_be_set(run_cli, tmp_path):
-    cli = run_cli(
-        "fit",
-        "--config",
-        config("mlp_classification"),
-        "--experiment",
-        "mine",
-        "--trainer.max_epochs",
-        "1",
-    )
-    assert (tmp_path / "lightning_logs" / "mine" / "version_0" / "config.yaml").exists()
+    cli = run_cli("fit", "--config", MLP, "--experiment", "mine", "--trainer.max_epochs", "1")
+    assert (run_dir(tmp_path, "mine") / "config.yaml").exists()
     assert cli.config.fit.experiment == "mine"
 
 
 def test_default_root_dir_moves_the_log_root(run_cli, tmp_path):
     root = tmp_path / "elsewhere"
     run_cli("fit", "--trainer.max_epochs", "1", "--trainer.default_root_dir", str(root))
-    assert (root / "lightning_logs" / DEFAULT_EXPERIMENT / "version_0" / "config.yaml").exists()
+    assert (run_dir(root, DEFAULT_EXPERIMENT) / "config.yaml").exists()
 
 
 @pytest.mark.parametrize(
@@ -246,7 +113,7 @@ def test_optimizer_is_selected_from_the_command_line(run_cli, optimizer, lr):
 @pytest.mark.parametrize("subcommand", ["validate", "test", "predict"])
 def test_evaluation_subcommands_load_a_checkpoint_file(run_cli, tmp_path, subcommand):
     run_cli("fit", "--config", config("linear_regression"), "--trainer.max_epochs", "10")
-    ckpt = tmp_path / "lightning_logs/linear_regression/version_0/checkpoints/last.ckpt"
+    ckpt = run_dir(tmp_path, "linear_regression") / "checkpoints/last.ckpt"
     cli = run_cli(subcommand, "--config", config("linear_regression"), "--ckpt_path", str(ckpt))
     weights = torch.load(ckpt, weights_only=True)["state_dict"]
     assert torch.equal(cli.model.network.linear.weight, weights["network.linear.weight"])
@@ -256,22 +123,13 @@ def test_evaluation_subcommands_load_a_checkpoint_file(run_cli, tmp_path, subcom
 
 
 def test_help_and_print_config_work_as_a_module(tmp_path):
-    def run(*args):
-        return subprocess.run(
-            [sys.executable, "-m", "experiments", *args],
-            cwd=tmp_path,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
-
-    helped = run("fit", "--help")
+    helped = run_experiments(tmp_path, "fit", "--help", quiet=False)
     assert helped.returncode == 0, helped.stderr
     assert "--experiment" in helped.stdout
+    assert "--fast_path" in helped.stdout
     assert "--checkpoint.monitor" in helped.stdout
 
-    printed = run("fit", "--print_config")
+    printed = run_experiments(tmp_path, "fit", "--print_config", quiet=False)
     assert printed.returncode == 0, printed.stderr
     resolved = yaml.safe_load(printed.stdout)
     assert resolved["seed_everything"] == 0
@@ -280,26 +138,174 @@ def test_help_and_print_config_work_as_a_module(tmp_path):
 
 
 def test_fit_from_the_command_line_exits_zero(tmp_path):
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "experiments",
-            "fit",
-            "--config",
-            config("linear_regression"),
-            "--trainer.max_epochs",
-            "3",
-            "--trainer.enable_progress_bar",
-            "false",
-        ],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
+    done = run_experiments(
+        tmp_path, "fit", "--config", config("linear_regression"), "--trainer.max_epochs", "3"
     )
     assert done.returncode == 0, done.stderr
     assert "tensorboard --logdir lightning_logs" in done.stdout
-    assert (tmp_path / "lightning_logs/linear_regression/version_0/checkpoints/last.ckpt").exists()
+    assert (run_dir(tmp_path, "linear_regression") / "checkpoints/last.ckpt").exists()
     assert str(REPO) not in done.stdout  # paths are printed relative to where the user is
+
+
+# Mistakes in the command line that only a built experiment shows, with the words the one line
+# must hold. (The parser's own refusals are in test_parser.py, the run checks in test_sanity.py.)
+BUILD_ERRORS = {
+    "zero samples": (
+        ["--data.init_args.num_samples", "0"],
+        ["cannot build the experiment: num_samples must be a positive integer, got 0"],
+    ),
+    "negative features": (
+        ["--data.init_args.num_features", "-3"],
+        ["num_features must be a positive integer, got -3"],
+    ),
+    "zero hidden units": (
+        ["--model.init_args.network.init_args.hidden_sizes", "[0]"],
+        ["hidden_sizes entry must be a positive integer, got 0"],
+    ),
+    "one class": (
+        ["--data.init_args.num_classes", "1"],
+        ["num_classes must be an integer >= 2, got 1"],
+    ),
+    "zero batch size": (
+        ["--data.init_args.batch_size", "0"],
+        ["batch_size must be a positive integer or null, got 0"],
+    ),
+    "zero epochs": (
+        ["--trainer.max_epochs", "0"],
+        ["trainer.max_epochs must be a positive integer, got 0"],
+    ),
+    "fraction of zero": (
+        ["--data.init_args.val_fraction", "0"],
+        ["val_fraction must be in (0, 1), got 0"],
+    ),
+    "fraction above one": (
+        ["--data.init_args.test_fraction", "1.5"],
+        ["test_fraction must be in (0, 1), got 1.5"],
+    ),
+    "fractions summing to one": (
+        ["--data.init_args.val_fraction", "0.6", "--data.init_args.test_fraction", "0.4"],
+        ["val_fraction + test_fraction must be below 1"],
+    ),
+    "a stage without a batch": (
+        ["--data.init_args.num_samples", "10", "--data.init_args.val_fraction", "0.01"],
+        ["val split of 10 samples with val_fraction 0.01 is empty"],
+    ),
+    "learning rate zero": (
+        ["--model.init_args.optimizer.init_args.lr", "0"],
+        ["learning rate must be > 0, got 0"],
+    ),
+    "regression network under the classification task": (
+        ["--config", REGRESSION, "--model.class_path", "models.ClassificationTask"],
+        ["ClassificationTask", "num_classes"],
+    ),
+    "image network on feature vectors": (
+        ["--model.init_args.network.class_path", "models.CNN"],
+        ["input_shape must have 3 entries, got [10]"],
+    ),
+}
+
+
+@pytest.mark.parametrize(("args", "words"), BUILD_ERRORS.values(), ids=BUILD_ERRORS.keys())
+def test_a_mistake_found_while_building_gets_one_line(run_cli, tmp_path, capsys, args, words):
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli("fit", "--config", MLP, *args)
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert exit_info.value.code == 2
+    assert line.startswith("error: ")
+    for word in words:
+        assert word in line, (word, line)
+    assert not (tmp_path / "lightning_logs").exists()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU: it would train")
+def test_asking_for_a_gpu_on_a_machine_without_one_gets_one_line(run_cli, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli("fit", "--config", MLP, "--trainer.accelerator", "gpu")
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert exit_info.value.code == 2
+    assert line.startswith("error: trainer: ")
+    assert "gpu" in line.lower()
+
+
+def test_a_traceback_is_opt_in(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("EXPERIMENTS_TRACEBACK", "1")
+    with pytest.raises(UserError, match="batch_size must be a positive integer or null"):
+        main(["fit", "--config", MLP, "--data.init_args.batch_size", "0", *QUIET])
+
+
+def test_the_private_hooks_overridden_for_behaviour_are_still_lightnings():
+    # ExperimentCLI overrides two private LightningCLI methods (see their comments); if
+    # Lightning renamed or stopped calling them, the overrides would silently do nothing.
+    assert "self._parse_ckpt_path()" in inspect.getsource(LightningCLI.__init__)
+    assert "self.cli._dump_config()" in inspect.getsource(lightning_cli)  # its instantiator
+    for name in ("_parse_ckpt_path", "_dump_config"):
+        assert list(inspect.signature(getattr(LightningCLI, name)).parameters) == ["self"]
+
+
+DDP = ("--trainer.accelerator", "cpu", "--trainer.devices", "2", "--trainer.strategy", "ddp")
+# 1000 samples: 800 to train on, 400 per process, 13 steps of 32 per process and epoch.
+DATA = ("--config", MLP, "--data.init_args.num_samples", "1000")
+
+
+def ddp_experiments(cwd, *args: str) -> None:
+    done = run_experiments(cwd, *args)
+    assert done.returncode == 0, done.stderr[-4000:]
+    return done
+
+
+def predictions(run) -> list[dict[str, str]]:
+    with (run / "predictions.csv").open() as handle:
+        return list(csv.DictReader(handle))
+
+
+@pytest.mark.slow
+def test_two_processes_shard_sync_write_once_resume_exactly_and_predict(tmp_path, monkeypatch):
+    """Data parallelism with Lightning's DDP strategy: two CPU processes talking over gloo."""
+    resumed, straight = tmp_path / "resumed", tmp_path / "straight"
+    resumed.mkdir()
+    straight.mkdir()
+    run = run_dir(resumed, DEFAULT_EXPERIMENT).relative_to(resumed)
+    first = ddp_experiments(resumed, "fit", *DATA, *DDP, "--trainer.max_epochs", "2", *NO_TEST)
+    ddp_experiments(resumed, "fit", *DATA, *DDP, "--trainer.max_epochs", "3", "--ckpt_path", "last")
+    ddp_experiments(straight, "fit", *DATA, *DDP, "--trainer.max_epochs", "3")
+
+    # One run, written once: a single version, config and summary; no stray partial files.
+    for root in (resumed, straight):
+        assert sorted(p.name for p in (root / run).parent.iterdir()) == ["version_0"]
+        files = sorted(p.name for p in (root / run / "checkpoints").iterdir())
+        assert len(files) == 2
+        assert "last.ckpt" in files
+    assert [line for line in first.stdout.splitlines() if line.startswith("Run:")] == [
+        f"Run:         {run}"
+    ]
+
+    # Each process trained on its own half: 13 steps an epoch, not the 25 of the whole split.
+    last = torch.load(resumed / run / "checkpoints/last.ckpt", weights_only=True)
+    assert (last["epoch"], last["global_step"]) == (2, 39)
+    # Stopped after 2 epochs and resumed to 3 equals 3 epochs straight, bit for bit.
+    other = torch.load(straight / run / "checkpoints/last.ckpt", weights_only=True)
+    for name, weights in last["state_dict"].items():
+        assert torch.equal(weights, other["state_dict"][name]), name
+    assert curves(resumed / run)["train/loss_epoch"] == curves(straight / run)["train/loss_epoch"]
+
+    # Validation and test metrics, synchronised across the two processes, equal what one
+    # process computes on the whole split with the same weights.
+    two = last_values(straight / run)
+    monkeypatch.chdir(straight)  # the one-process runs go in-process: no second start-up
+    main(["validate", *DATA, "--ckpt_path", "last", *QUIET])
+    main(["test", *DATA, "--ckpt_path", "best", *QUIET])
+    one = last_values(straight / run)
+    for tag in ("val/loss", "val/acc", "test/loss", "test/acc"):
+        assert two[tag] == pytest.approx(one[tag], abs=1e-6), tag
+
+    # Each process predicts its shard; the file holds every test sample once, in order, as one
+    # process writes it.
+    ddp_experiments(straight, "predict", *DATA, *DDP, "--ckpt_path", "last")
+    two = predictions(straight / run)
+    main(["predict", *DATA, "--ckpt_path", "last", *QUIET])
+    one = predictions(straight / run)
+    assert [row["index"] for row in two] == [str(i) for i in range(100)]
+    assert [row["class"] for row in two] == [row["class"] for row in one]
+    for a, b in zip(two, one, strict=True):
+        assert float(a["probability"]) == pytest.approx(float(b["probability"]), abs=1e-6)

@@ -44,7 +44,7 @@ def test_same_seed_same_data_and_split_other_seed_differs():
     assert not torch.equal(first.splits["train"].tensors[0], other.splits["train"].tensors[0])
 
 
-def test_shape_facts_describe_the_generated_tensors():
+def test_classification_shape_facts_describe_the_generated_tensors():
     data = FeatureClassificationData(num_features=7, num_classes=3, num_samples=300)
     assert data.input_shape == (7,)
     assert data.num_outputs == 3
@@ -55,9 +55,12 @@ def test_shape_facts_describe_the_generated_tensors():
     assert y.dtype == torch.long
     assert set(y.unique().tolist()) == {0, 1, 2}
 
+
+def test_regression_shape_facts_describe_the_generated_tensors():
     regression = LinearRegressionData(weights=[1.0, -1.0, 0.5])
     assert regression.input_shape == (3,)
     assert regression.num_outputs == 1
+    assert not hasattr(regression, "num_classes")  # so the CLI links none into the task
     regression.setup("fit")
     x, y = regression.splits["train"].tensors
     assert x.shape[1:] == (3,)
@@ -108,12 +111,17 @@ def test_train_loader_shuffles_per_epoch_and_covers_every_sample():
     assert not torch.equal(first, train_x)
 
 
-def test_evaluation_loaders_keep_order_and_none_means_full_batch():
+@pytest.mark.parametrize("split", ["val", "test"])
+def test_evaluation_loaders_keep_order(split):
     data = LinearRegressionData(num_samples=100, batch_size=None)
     data.setup("fit")
-    for split, loader in (("val", data.val_dataloader()), ("test", data.test_dataloader())):
-        (batch,) = list(loader)
-        assert torch.equal(batch[0], data.splits[split].tensors[0])
+    (batch,) = list(getattr(data, f"{split}_dataloader")())
+    assert torch.equal(batch[0], data.splits[split].tensors[0])
+
+
+def test_a_null_batch_size_means_the_whole_split():
+    data = LinearRegressionData(num_samples=100, batch_size=None)
+    data.setup("fit")
     (train_batch,) = list(data.train_dataloader())
     assert len(train_batch[0]) == len(data.splits["train"])
 

@@ -8,7 +8,7 @@ from torch import nn
 
 from models import CNN, MLP, LinearRegression, RecurrentNet, ScratchTwoLayer
 
-NETWORK_FILES = ["linear.py", "mlp.py", "cnn.py", "scratch.py", "recurrent.py", "_shapes.py"]
+NETWORK_FILES = ["linear.py", "mlp.py", "cnn.py", "scratch.py", "recurrent.py", "checks.py"]
 
 
 @pytest.mark.parametrize(

@@ -14,13 +14,11 @@ import pytest
 import torch
 import yaml
 from lightning.pytorch.utilities import rank_zero_only
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from experiments.board import RunLogger
 from experiments.cli import main
 from experiments.errors import UserError
-from experiments.rundir import LOCK_FILE, RunLock, claim_version, version_numbers
-from tests.conftest import QUIET, REPO, config, start_experiments
+from experiments.rundir import LOCK_FILE, RunLock, RunLogger, claim_version, version_numbers
+from tests.conftest import QUIET, REPO, config, curves, start_experiments, written_by
 
 MLP = config("mlp_classification")
 RUN = Path("lightning_logs/mlp_classification/version_0")
@@ -143,23 +141,6 @@ def test_fits_started_together_each_write_a_run_of_their_own(tmp_path):
     assert widths == set(processes)
 
 
-def written_by(events: Path) -> int:
-    """The pid in an event file's name: ``events.out.tfevents.<time>.<host>.<pid>.<n>``."""
-    return int(events.name.split(".")[-2])
-
-
-def scalars(run: Path, pid: int | None = None) -> dict[str, list[tuple[int, float]]]:
-    """Every scalar series in the run's event files (only those ``pid`` wrote, if given)."""
-    series: dict[str, list[tuple[int, float]]] = {}
-    for path in sorted(run.glob("events.out.tfevents.*")):
-        if pid is None or written_by(path) == pid:
-            events = EventAccumulator(str(path))
-            events.Reload()
-            for tag in events.Tags()["scalars"]:
-                series.setdefault(tag, []).extend((e.step, e.value) for e in events.Scalars(tag))
-    return series
-
-
 @pytest.mark.slow
 def test_a_training_run_is_left_alone_by_a_second_writer_and_by_evaluations(
     tmp_path, monkeypatch, capsys
@@ -208,4 +189,17 @@ def test_a_training_run_is_left_alone_by_a_second_writer_and_by_evaluations(
         for name, tensor in state.items():
             assert torch.equal(one["optimizer_states"][0]["state"][key][name], tensor), name
     # The training process's own event files hold what a run alone writes, point for point.
-    assert scalars(busy / RUN, training.pid) == scalars(alone / RUN)
+    assert curves(busy / RUN, training.pid) == curves(alone / RUN)
+
+
+def test_the_logger_flushes_when_due_and_always_at_the_end(tmp_path):
+    logger = RunLogger(save_dir=str(tmp_path), name="exp", flush_interval=3600)
+    logger.log_metrics({"a": 1.0}, step=0)
+    logger.save()  # the first flush is due
+    events = next((tmp_path / "exp" / "version_0").glob("events.out.tfevents.*"))
+    flushed = events.stat().st_size
+    logger.log_metrics({"a": 2.0}, step=1)
+    logger.save()  # within the hour: not flushed
+    assert events.stat().st_size == flushed
+    logger.finalize("success")
+    assert [value for _, value in curves(tmp_path / "exp" / "version_0")["a"]] == [1.0, 2.0]

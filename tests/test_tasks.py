@@ -11,7 +11,7 @@ import models
 from datamodules import FeatureClassificationData, LinearRegressionData
 from models import MLP, ClassificationTask, LinearRegression, RegressionTask
 from models.tasks import is_plain
-from tests.conftest import config
+from tests.conftest import REPO, config, curves, run_dir
 
 
 def quick_trainer(tmp_path, **kwargs) -> Trainer:
@@ -66,46 +66,6 @@ def test_the_step_loss_is_logged_on_lightnings_logging_steps_only(tmp_path):
     steps = [event.step for event in events.Scalars("train/loss_step")]
     assert steps == [1, 3, 5, 7, 9, 11, 13]
     assert [event.step for event in events.Scalars("train/loss_epoch")] == [4, 9, 14]
-
-
-class SelfLoggedStepLoss(ClassificationTask):
-    """The step loss logged the usual way, through self.log on every training step."""
-
-    def training_step(self, batch, batch_idx):
-        loss = super().training_step(batch, batch_idx)
-        self.log("train/loss_step", loss, prog_bar=True)
-        return loss
-
-    def log_step_loss(self, loss):
-        pass
-
-
-def test_the_step_loss_curve_is_the_one_self_log_would_write(tmp_path):
-    # 224 training samples, batches of 32, gradients accumulated over 2: 4 optimiser steps an
-    # epoch, the last after a single batch. Lightning writes step values only after stepping.
-    curves = {}
-    for task_class in (ClassificationTask, SelfLoggedStepLoss):
-        torch.manual_seed(0)
-        task = task_class(MLP([10], 2), num_classes=2)
-        name = task_class.__name__
-        trainer = quick_trainer(
-            tmp_path,
-            max_epochs=2,
-            log_every_n_steps=2,
-            accumulate_grad_batches=2,
-            logger=TensorBoardLogger(tmp_path, name=name),
-        )
-        trainer.fit(task, FeatureClassificationData(num_samples=280))
-        events = EventAccumulator(trainer.logger.log_dir)
-        events.Reload()
-        curves[name] = {
-            tag: [(event.step, event.value) for event in events.Scalars(tag)]
-            for tag in ("train/loss_step", "epoch")
-        }
-        assert trainer.callback_metrics["train/loss_step"].isfinite()
-        assert "train/loss_step" in trainer.progress_bar_metrics
-    assert [step for step, _ in curves["ClassificationTask"]["train/loss_step"]] == [1, 3, 5, 7]
-    assert curves["ClassificationTask"] == curves["SelfLoggedStepLoss"]
 
 
 def test_a_checkpoint_can_monitor_the_step_loss(tmp_path):
@@ -168,6 +128,7 @@ def test_scheduler_is_stepped_per_epoch():
 def test_hyperparameters_built_in_python_keep_only_plain_values():
     task = ClassificationTask(MLP([10], 2), num_classes=2, optimizer=torch.optim.SGD)
     assert dict(task.hparams) == {"num_classes": 2, "lr_scheduler": None}
+    assert dict(task.hparams_initial) == dict(task.hparams)  # what the loggers are given
     assert is_plain(dict(task.hparams))
     assert not is_plain({"network": MLP([1], 1)})
     assert not is_plain({"optimizer": torch.optim.SGD})
@@ -194,3 +155,39 @@ def test_checkpoint_from_the_cli_rebuilds_with_weights_only(run_cli, tmp_path):
     assert torch.equal(loaded(x), network(x))
     # The loaded task keeps the plain description, so a checkpoint saved from it is complete too.
     assert loaded.hparams["network"] == checkpoint["hyper_parameters"]["network"]
+
+
+def test_learning_rate_is_logged_when_a_scheduler_is_configured(run_cli, tmp_path):
+    run_cli(
+        "fit",
+        "--config",
+        config("linear_regression"),
+        "--trainer.max_epochs",
+        "6",
+        "--model.init_args.lr_scheduler.class_path",
+        "torch.optim.lr_scheduler.StepLR",
+        "--model.init_args.lr_scheduler.init_args.step_size",
+        "2",
+        "--model.init_args.lr_scheduler.init_args.gamma",
+        "0.5",
+    )
+    rates = [
+        round(value, 6) for _, value in curves(run_dir(tmp_path, "linear_regression"))["train/lr"]
+    ]
+    assert rates == [0.01, 0.005, 0.005, 0.0025, 0.0025, 0.00125]
+
+
+def test_the_task_uses_lightnings_public_api_only():
+    # The core stays a textbook LightningModule: no private Lightning name in models/.
+    import ast
+
+    for path in (REPO / "models").glob("*.py"):
+        tree = ast.parse(path.read_text())
+        private = {
+            node.attr
+            for node in ast.walk(tree)
+            if isinstance(node, ast.Attribute)
+            and node.attr.startswith("_")
+            and not node.attr.startswith("__")
+        }
+        assert not private, (path.name, private)

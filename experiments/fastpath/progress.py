@@ -10,11 +10,15 @@ together).
 """
 
 import time
+from collections.abc import Callable
 
+import lightning.pytorch as pl
 from lightning.pytorch.callbacks import TQDMProgressBar
 
+Undo = Callable[[], None]
 
-class ProgressBar(TQDMProgressBar):
+
+class ThrottledBar(TQDMProgressBar):
     """``TQDMProgressBar`` redrawn at most every ``min_interval`` seconds.
 
     Args:
@@ -55,3 +59,21 @@ class ProgressBar(TQDMProgressBar):
         bar.n = batch_idx + 1
         bar.set_postfix(self.get_metrics(trainer, pl_module), refresh=False)
         bar.refresh()
+
+
+def throttled_bar(trainer: pl.Trainer) -> Undo:
+    """Put a :class:`ThrottledBar` in place of the trainer's own ``TQDMProgressBar``, if any."""
+    callbacks = trainer.callbacks
+    for index, bar in enumerate(callbacks):
+        if type(bar) is TQDMProgressBar:
+            callbacks[index] = ThrottledBar(
+                refresh_rate=bar.refresh_rate,
+                process_position=bar.process_position,
+                leave=bar._leave,
+            )
+
+            def undo(index: int = index, bar: TQDMProgressBar = bar) -> None:
+                callbacks[index] = bar
+
+            return undo
+    return lambda: None

@@ -5,13 +5,17 @@ in ``profiler.profile(name)``. Without ``--trainer.profiler`` that is Lightning'
 ``PassThroughProfiler``, which records nothing but still builds a generator-based context
 manager per call: about a tenth of a small network's training step in all. :class:`NoProfiler`
 records nothing either and hands back one shared no-op context. ``--trainer.profiler simple``
-(or ``advanced``, ``pytorch``) replaces it as usual.
+(or ``advanced``, ``pytorch``) is left as it is.
 """
 
 import contextlib
+from collections.abc import Callable
 from contextlib import AbstractContextManager
 
+import lightning.pytorch as pl
 from lightning.pytorch.profilers import PassThroughProfiler
+
+Undo = Callable[[], None]
 
 _NOTHING = contextlib.nullcontext()
 
@@ -21,3 +25,16 @@ class NoProfiler(PassThroughProfiler):
 
     def profile(self, action_name: str) -> AbstractContextManager:
         return _NOTHING
+
+
+def no_profiler(trainer: pl.Trainer) -> Undo:
+    """Use :class:`NoProfiler` where the trainer has Lightning's do-nothing profiler."""
+    profiler = trainer.profiler
+    if type(profiler) is not PassThroughProfiler:
+        return lambda: None
+    trainer.profiler = NoProfiler()
+
+    def undo() -> None:
+        trainer.profiler = profiler
+
+    return undo

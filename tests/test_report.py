@@ -1,4 +1,5 @@
-"""What a user sees in TensorBoard, asked of the real TensorBoard server over HTTP."""
+"""What a run tells its user: the summary on the terminal, and what TensorBoard shows of it
+(curves, figures, the hyperparameters tab), asked of the real TensorBoard server over HTTP."""
 
 import io
 import json
@@ -15,6 +16,7 @@ import pytest
 from PIL import Image
 
 from experiments.figures import DPI, FIGURE_SIZE
+from experiments.report import flat_hparams
 from tests.conftest import config
 
 EPOCHS = 20
@@ -162,3 +164,41 @@ def test_hyperparameters_tab_holds_settings_and_final_metrics(board):
     assert "hp_metric" not in hparams
     metrics = {info["name"]["tag"] for info in experiment["metricInfos"]}
     assert metrics == {"val/loss", "val/acc", "test/loss", "test/acc"}
+
+
+def test_summary_after_fit_shows_final_metrics_and_paths(run_cli, capsys):
+    cli = run_cli("fit", "--config", config("scratch_two_layer"), "--trainer.max_epochs", "30")
+    out = capsys.readouterr().out
+    test_acc = cli.trainer.callback_metrics["test/acc"].item()
+    assert f"test/acc   {test_acc:.4f}" in out
+    assert "val/acc " in out
+    assert "val/loss " in out
+    assert "Best:        lightning_logs/scratch_two_layer/version_0/checkpoints/best-" in out
+    assert "Last:        lightning_logs/scratch_two_layer/version_0/checkpoints/last.ckpt" in out
+
+
+def test_the_hyperparameters_are_the_runs_plain_settings():
+    resolved = {
+        "seed_everything": 3,
+        "trainer": {"max_epochs": 7, "devices": "auto"},
+        "model": {
+            "class_path": "models.ClassificationTask",
+            "init_args": {
+                "network": {"class_path": "models.MLP", "init_args": {"hidden_sizes": [5, 2]}},
+                "optimizer": {"class_path": "torch.optim.SGD", "init_args": {"lr": 0.1}},
+                "lr_scheduler": None,
+            },
+        },
+        "data": {"class_path": "datamodules.FeatureClassificationData", "init_args": {"seed": 1}},
+    }
+    assert flat_hparams(resolved) == {
+        "task": "models.ClassificationTask",
+        "network": "models.MLP",
+        "network.hidden_sizes": "[5, 2]",
+        "optimizer": "torch.optim.SGD",
+        "optimizer.lr": 0.1,
+        "data": "datamodules.FeatureClassificationData",
+        "data.seed": 1,
+        "seed": 3,
+        "max_epochs": 7,
+    }
