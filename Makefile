@@ -32,9 +32,9 @@ $(PY):
 	$(PYTHON) -m venv $(VENV)
 
 # Installing torch on its own first keeps pip from resolving it against PyPI's newest CUDA build.
-$(STAMP): pyproject.toml | $(PY)
+$(STAMP): pyproject.toml constraints.txt | $(PY)
 	$(PY) -m pip install --quiet $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX)) "$(TORCH)"
-	$(PY) -m pip install --quiet -e ".[dev]"
+	$(PY) -m pip install --quiet -c constraints.txt -e ".[dev]"
 	touch $(STAMP)
 
 clean-logs:

@@ -27,7 +27,6 @@ REPO = Path(__file__).resolve().parents[1]
 # Each patch by name: the module that install() reads it from, and its attribute there.
 PATCHES: dict[str, tuple[object, str]] = {
     "results.RepeatedLog": (fastpath.results, "cheap_logging"),
-    "results.short_result_moves": (fastpath.results, "short_result_moves"),
     "results.remembered_hook_signatures": (fastpath.results, "remembered_hook_signatures"),
     "hooks.direct_hook_names": (fastpath.hooks, "direct_hook_names"),
     "hooks.skip_unused_batch_hooks": (fastpath.hooks, "skip_unused_batch_hooks"),
@@ -106,7 +105,8 @@ def main(argv: list[str] | None = None) -> None:
     for _ in range(args.rounds):
         for way in ways:
             if way == "plain":
-                times[way].append(fit(args.workload, args.size, args.epochs, "--fast_path", "false"))
+                plain = fit(args.workload, args.size, args.epochs, "--fast_path", "false")
+                times[way].append(plain)
             else:
                 times[way].append(without(way, args.workload, args.size, args.epochs))
     whole = statistics.median(times[None])

@@ -1,18 +1,15 @@
 """``self.log`` at a fraction of its cost, with Lightning's own arithmetic.
 
-Three costs of logging a value on every step, each removed without changing a logged number:
+Two costs of logging a value on every step, each removed without changing a logged number:
 
 * :class:`RepeatedLog`: ``LightningModule.log`` validates its arguments, converts the value,
-  builds a ``_Metadata`` and a ``_Sync``, compares them with the stored ones and looks up the
-  training step's signature, on every call. A call that repeats the arguments of an earlier one
-  for the same stored result needs none of that: it goes straight to the result's own update,
-  the very function the full path ends in. Anything else (a first call, other arguments, a
-  ``Metric``, several dataloaders) takes the full path.
-* :func:`short_result_moves`: on every call ``_ResultCollection.log`` also moves the stored
-  result to the value's device with ``_ResultMetric.to``, which rebuilds the object's whole
-  ``__dict__`` through ``apply_to_collection``, deep-copying its metadata, even when it is on
-  that device already (Lightning issue #20388; pull request #21769, not released). A plain
-  ``.to(device)`` of a tensor result already there returns it as it is.
+  builds a ``_Metadata`` and a ``_Sync``, compares them with the stored ones, looks up the
+  training step's signature, and moves the stored result to the value's device through a walk
+  that rebuilds the result's whole ``__dict__`` (Lightning issue #20388), on every call. A call
+  that repeats the arguments of an earlier one for the same stored result needs none of that:
+  it goes straight to the result's own update, the very function the full path ends in.
+  Anything else (a first call, other arguments, a ``Metric``, several dataloaders) takes the
+  full path.
 * :func:`remembered_hook_signatures`: the training and evaluation loops inspect the step
   method's signature (``inspect.getfullargspec``) before every step to decide whether to pass
   ``batch_idx``. A function's signature does not change; it is read once.
@@ -86,29 +83,6 @@ def cheap_logging(module: LightningModule) -> Undo:
     """Give ``module`` the short path of :class:`RepeatedLog`."""
     module.log = RepeatedLog(module)
     return lambda: vars(module).pop("log", None)
-
-
-def short_result_moves() -> Undo:
-    """``_ResultMetric.to`` returns a tensor result already on the target device untouched."""
-    walking_to = _ResultMetric.to
-
-    def to(self: _ResultMetric, *args: Any, **kwargs: Any) -> _ResultMetric:
-        if (
-            self.is_tensor
-            and len(args) == 1
-            and not kwargs
-            and isinstance(args[0], torch.device | str)
-            and self.value.device == torch.device(args[0])
-        ):
-            return self
-        return walking_to(self, *args, **kwargs)
-
-    _ResultMetric.to = to
-
-    def undo() -> None:
-        _ResultMetric.to = walking_to
-
-    return undo
 
 
 def remembered_hook_signatures() -> Undo:
