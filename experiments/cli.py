@@ -29,6 +29,7 @@ from typing import Any
 import yaml
 from jsonargparse import Namespace
 from lightning.pytorch import Trainer
+from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_only
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
@@ -86,13 +87,28 @@ logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(_DropAdvert
 class ExperimentCLI(LightningCLI):
     """LightningCLI over every task in ``models`` and every datamodule in ``datamodules``."""
 
-    def __init__(self, args: Sequence[str] | None = None, **kwargs: object) -> None:
+    def __init__(
+        self,
+        args: Sequence[str] | None = None,
+        *,
+        run_version: int | None = None,
+        run_lock: rundir.RunLock | None = None,
+        extra_callbacks: Sequence[Callback] = (),
+        **kwargs: object,
+    ) -> None:
+        """``args`` as for LightningCLI; the rest is for a caller running the CLI in-process
+        (a sweep's worker): ``run_version`` names the new run's version instead of the next
+        free one, ``run_lock`` is that run's lock, already held, and ``extra_callbacks`` join
+        the Trainer's."""
         kwargs.setdefault("seed_everything_default", 0)
         self.stop_on_signal = StopOnSignal()
         self.checkpoint_io = SafeCheckpointIO()
         self.checkpoint: dict | None = None  # the --ckpt_path checkpoint, read once and checked
         self.checkpoint_file: Path | None = None
-        self.run_lock: rundir.RunLock | None = None  # held while this process trains its run
+        self.run_version = run_version
+        self.run_lock = run_lock  # held while this process trains its run
+        self.own_lock: rundir.RunLock | None = None  # the lock this CLI took, to release
+        self.extra_callbacks = list(extra_callbacks)
         self.remove_fast_path: Callable[[], None] | None = None
         try:
             super().__init__(
@@ -110,8 +126,8 @@ class ExperimentCLI(LightningCLI):
         finally:
             if self.remove_fast_path is not None:
                 self.remove_fast_path()
-            if self.run_lock is not None:
-                self.run_lock.release()
+            if self.own_lock is not None:
+                self.own_lock.release()
 
     # Options -------------------------------------------------------------------------------
 
@@ -166,6 +182,8 @@ class ExperimentCLI(LightningCLI):
         root = Path(trainer.default_root_dir or ".") / rundir.LOG_DIR_NAME
         check_writable(root)
         logger_args = {"save_dir": str(root), "name": config.experiment, "default_hp_metric": False}
+        if self.run_version is not None:
+            logger_args["version"] = self.run_version
         if config.get("ckpt_path") is not None:
             logger_args |= self.resolve_checkpoint(config, root)
         if trainer.logger is None or trainer.logger is True:
@@ -230,10 +248,8 @@ class ExperimentCLI(LightningCLI):
         built = self.subcommand_config(self.config_init)
         trainer_config = dict(built.trainer or {})
         groups = {name: built[name] for name in assembly.GROUPS}
-        kwargs.setdefault(
-            "callbacks",
-            assembly.callbacks(self.subcommand, trainer_config, groups, self.stop_on_signal),
-        )
+        callbacks = assembly.callbacks(self.subcommand, trainer_config, groups, self.stop_on_signal)
+        kwargs.setdefault("callbacks", [*callbacks, *self.extra_callbacks])
         kwargs.setdefault("plugins", assembly.plugins(trainer_config, self.checkpoint_io))
         return super().instantiate_trainer(**kwargs)
 
@@ -259,8 +275,9 @@ class ExperimentCLI(LightningCLI):
         # The first process claims the run (a new one now, by asking for its directory) and
         # holds it while training; the other data-parallel processes write nothing of their own.
         logger = self.trainer.logger
-        if isinstance(logger, rundir.RunLogger) and self.trainer.is_global_zero:
-            self.run_lock = rundir.RunLock(Path(logger.log_dir))
+        mine = self.run_lock is None and self.trainer.is_global_zero
+        if mine and isinstance(logger, rundir.RunLogger):
+            self.run_lock = self.own_lock = rundir.RunLock(Path(logger.log_dir))
 
     def after_fit(self) -> None:
         trainer = self.trainer

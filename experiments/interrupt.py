@@ -37,6 +37,9 @@ class StopOnSignal(Callback):
             self._previous[signum] = signal.signal(signum, self._handle)
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
+        previous = self._previous.get(signum)
+        if getattr(previous, "wants_run_signals", False):
+            previous(signum, frame)  # a caller that runs the CLI in-process (a sweep's worker)
         if self.received is not None:
             self._restore()
             raise KeyboardInterrupt

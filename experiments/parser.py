@@ -6,14 +6,19 @@ below keeps the path of keys and the most specific reason, and prints that as on
 ``EXPERIMENTS_TRACEBACK=1`` prints jsonargparse's full message instead.
 """
 
+import contextlib
 import difflib
+import importlib
+import inspect
 import os
 import re
 import sys
+from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, NoReturn
 
 import yaml
-from jsonargparse import get_loader, set_loader
+from jsonargparse import ArgumentParser, get_loader, set_loader
 from lightning.pytorch.cli import LightningArgumentParser
 
 NOISE = (
@@ -92,13 +97,158 @@ def condense(message: str, options: list[str] | None = None) -> str:
     return text
 
 
+def command_line_pairs(argv: Sequence[str]) -> list[tuple[str, str]]:
+    """The ``--key value`` and ``--key=value`` pairs of a command line, keys without dashes."""
+    pairs = []
+    for index, arg in enumerate(argv):
+        if not arg.startswith("--"):
+            continue
+        if "=" in arg:
+            key, value = arg[2:].split("=", 1)
+        elif index + 1 < len(argv) and not argv[index + 1].startswith("--"):
+            key, value = arg[2:], argv[index + 1]
+        else:
+            continue
+        pairs.append((key.removesuffix("+"), value))
+    return pairs
+
+
+def configured_tree(argv: Sequence[str], default_configs: Sequence[str]) -> dict[str, Any]:
+    """The nested config the command line builds on: its config files, then its class_paths."""
+    files = [value for key, value in command_line_pairs(argv) if key == "config"]
+    tree: dict[str, Any] = {}
+    for path in files or default_configs:
+        with contextlib.suppress(OSError, yaml.YAMLError):
+            loaded = yaml.safe_load(Path(path).read_text())
+            if isinstance(loaded, dict):
+                merge(tree, loaded)
+    for key, value in command_line_pairs(argv):
+        if key.endswith(".class_path"):
+            merge(tree, nest(key.split("."), value))
+    return tree
+
+
+def nest(keys: list[str], value: Any) -> dict[str, Any]:
+    """``{k1: {k2: ... value}}``."""
+    for key in reversed(keys):
+        value = {key: value}
+    return value
+
+
+def merge(into: dict[str, Any], other: dict[str, Any]) -> None:
+    """Merge ``other`` into ``into``, nested mappings key by key."""
+    for key, value in other.items():
+        if isinstance(value, dict) and isinstance(into.get(key), dict):
+            merge(into[key], value)
+        else:
+            into[key] = value
+
+
+def constructor_parameters(cls: type) -> dict[str, inspect.Parameter]:
+    """The arguments ``cls`` takes by name, following ``**kwargs`` to the parent classes."""
+    found: dict[str, inspect.Parameter] = {}
+    for klass in cls.__mro__:
+        init = klass.__dict__.get("__init__")
+        if init is None:
+            continue
+        parameters = inspect.signature(init).parameters.values()
+        for parameter in parameters:
+            if parameter.kind in (parameter.POSITIONAL_OR_KEYWORD, parameter.KEYWORD_ONLY):
+                found.setdefault(parameter.name, parameter)
+        if not any(p.kind == p.VAR_KEYWORD for p in parameters):
+            break
+    found.pop("self", None)
+    return found
+
+
+def type_name(annotation: Any) -> str:
+    """An annotation as a reader writes it: ``float``, ``int | None``, ``list[int]``."""
+    if isinstance(annotation, type) and not getattr(annotation, "__args__", None):
+        return annotation.__name__
+    text = re.sub(r"\b(typing|collections\.abc|builtins)\.", "", str(annotation))
+    return re.sub(r"^Literal\[(.*)\]$", r"one of \1", text)
+
+
+def nested_mistake(argv: Sequence[str], default_configs: Sequence[str] = ()) -> str | None:
+    """The first ``--a.init_args.b.init_args.name value`` whose class has no argument ``name``,
+    or whose value that argument's type refuses, in one line; ``None`` if there is none.
+
+    jsonargparse explains these from the outermost class inwards ("Expected a dot import path
+    string", "Option 'x' is not accepted") without naming the key, the class's arguments or
+    the type; here each nested argument is checked against its own class's signature.
+    """
+    tree = configured_tree(argv, default_configs)
+    for key, value in command_line_pairs(argv):
+        parts = key.split(".")
+        if "init_args" not in parts[:-1] or parts[-2] != "init_args":
+            continue
+        owner = parts[:-2]
+        node = tree
+        for part in owner:
+            node = node.get(part) if isinstance(node, dict) else None
+        class_path = node.get("class_path") if isinstance(node, dict) else None
+        if not isinstance(class_path, str):
+            continue
+        module, _, attribute = class_path.rpartition(".")
+        try:
+            cls = getattr(importlib.import_module(module), attribute)
+        except (ImportError, AttributeError, ValueError):  # jsonargparse's to explain
+            continue
+        if not isinstance(cls, type):
+            continue
+        parameters = constructor_parameters(cls)
+        name = parts[-1]
+        if name not in parameters:
+            close = difflib.get_close_matches(name, list(parameters), n=1, cutoff=0.6)
+            hint = f" (did you mean {close[0]}?)" if close else ""
+            accepted = ", ".join(parameters) or "none"
+            return f"{key}: {class_path} has no argument {name!r}{hint}; it takes: {accepted}"
+        annotation = parameters[name].annotation
+        if annotation is inspect.Parameter.empty:
+            continue
+        check = ArgumentParser(exit_on_error=False)
+        check.add_argument("--value", type=annotation)
+        try:
+            check.parse_args(["--value", value])
+        except Exception:
+            return f"{key}: expected {type_name(annotation)}, got {value!r}"
+    return None
+
+
+def explain(argv: Sequence[str], message: str, options: list[str] | None = None) -> str:
+    """The one line for the command line ``argv`` that jsonargparse refused with ``message``."""
+    return nested_mistake(argv) or condense(message, options)
+
+
+# The command line the outermost parse reads, for its error reports (jsonargparse parses the
+# arguments of nested classes with parsers of this class too).
+_argv: list[str] = []
+_depth = [0]
+
+
 class ExperimentParser(LightningArgumentParser):
     """``LightningArgumentParser`` that reports a rejected command line in one line."""
+
+    def parse_args(self, args: Sequence[str] | None = None, *more: Any, **kwargs: Any) -> Any:
+        if _depth[0] == 0:
+            _argv[:] = list(sys.argv[1:] if args is None else args)
+        _depth[0] += 1
+        try:
+            return super().parse_args(args, *more, **kwargs)
+        finally:
+            _depth[0] -= 1
 
     def error(self, message: str, ex: Exception | None = None) -> NoReturn:
         if not self.exit_on_error or os.environ.get("EXPERIMENTS_TRACEBACK"):
             super().error(message, ex)
-        parser = getattr(ex, "subcommand_parser", None) or self
-        options = [o for action in parser._actions for o in action.option_strings]
-        sys.stderr.write(f"error: {condense(message, options)}\n")
+        sys.stderr.write(f"error: {self.explain(message, ex)}\n")
         self.exit(2)
+
+    def explain(self, message: str, ex: Exception | None = None) -> str:
+        """The one line for a rejected command line."""
+        parser = getattr(ex, "subcommand_parser", None) or self
+        nested = nested_mistake(_argv, getattr(parser, "default_config_files", None) or ())
+        if nested is not None:
+            return nested
+        options = [o for action in parser._actions for o in action.option_strings]
+        return condense(message, options)

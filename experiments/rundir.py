@@ -71,6 +71,10 @@ def claim_version(experiment_dir: Path) -> int:
         return number
 
 
+class RunBusyError(UserError):
+    """Another process trains the run."""
+
+
 class RunLock:
     """The exclusive right to train the run in ``run``; refused with a one-line error if held.
 
@@ -88,13 +92,21 @@ class RunLock:
             holder = os.read(handle, 200).decode(errors="replace").split()
             os.close(handle)
             who = f"process {holder[1]} on {holder[0]}" if len(holder) == 2 else "another process"
-            raise UserError(
+            raise RunBusyError(
                 f"{run} is being trained by {who}: one process at a time trains a run; wait for "
                 "it to end (or stop it), then resume"
             ) from None
         os.ftruncate(handle, 0)
         os.write(handle, f"{socket.gethostname()} {os.getpid()}\n".encode())
         self._handle: int | None = handle
+
+    @classmethod
+    def attempt(cls, run: Path) -> "RunLock | None":
+        """The lock of ``run`` if no other process holds it, else ``None``."""
+        try:
+            return cls(run)
+        except RunBusyError:
+            return None
 
     def release(self) -> None:
         """Let another process train the run (the kernel also does this when the process ends)."""

@@ -4,9 +4,13 @@ Every test that runs the CLI does so inside its own temporary directory.
 """
 
 import os
+import pwd
+import shutil
+import socket
 import subprocess
 import sys
-from collections.abc import Callable
+import tempfile
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -123,3 +127,60 @@ def start_experiments(cwd: Path, *args: str, quiet: bool = True, **kwargs: Any) 
     kwargs.setdefault("stderr", subprocess.PIPE)
     kwargs.setdefault("env", subprocess_env())
     return subprocess.Popen(experiments_command(*args, quiet=quiet), cwd=cwd, text=True, **kwargs)
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[str]:
+    """A throwaway PostgreSQL server on 127.0.0.1, in a temporary folder; its base URL.
+
+    The server binaries come from Debian's package (``initdb`` and ``pg_ctl`` on the PATH, or
+    under /usr/lib/postgresql). Where there are none the tests that need it skip, saying so,
+    unless ``EXPERIMENTS_REQUIRE_POSTGRES`` is set (as CI sets it): then they fail.
+    """
+    binaries = sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True)
+    initdb = shutil.which("initdb") or next((str(b / "initdb") for b in binaries), None)
+    if initdb is None or not Path(initdb).exists():
+        message = "no PostgreSQL server here (initdb not found); install Debian's postgresql"
+        if os.environ.get("EXPERIMENTS_REQUIRE_POSTGRES"):
+            pytest.fail(message)
+        pytest.skip(message)
+    pg_ctl = str(Path(os.path.realpath(initdb)).with_name("pg_ctl"))
+    home = Path(tempfile.mkdtemp(prefix="experiments-pg-"))
+    # initdb refuses to run as root: the server then runs as Debian's postgres user.
+    run_as: list[str] = []
+    if os.geteuid() == 0:
+        user = pwd.getpwnam("postgres")
+        os.chown(home, user.pw_uid, user.pw_gid)
+        run_as = ["runuser", "-u", "postgres", "--"]
+    port = free_port()
+    data = home / "data"
+    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.PIPE, "check": True}
+    subprocess.run(
+        [*run_as, initdb, "-D", str(data), "-A", "trust", "-U", "postgres", "--no-sync"], **quiet
+    )
+    options = f"-p {port} -k {home} -c listen_addresses=127.0.0.1 -c fsync=off"
+    subprocess.run(
+        [*run_as, pg_ctl, "-D", str(data), "-o", options, "-w", "-l", str(home / "log"), "start"],
+        **quiet,
+    )
+    try:
+        yield f"postgresql://postgres@127.0.0.1:{port}"
+    finally:
+        subprocess.run([*run_as, pg_ctl, "-D", str(data), "-m", "immediate", "-w", "stop"], **quiet)
+        shutil.rmtree(home, ignore_errors=True)
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def new_database(server: str, name: str) -> str:
+    """A new, empty database on the ``postgres`` server; its URL."""
+    import psycopg
+
+    with psycopg.connect(f"{server}/postgres", autocommit=True) as connection:
+        connection.execute(f'CREATE DATABASE "{name}"')
+    return f"{server}/{name}"

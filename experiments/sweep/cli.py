@@ -1,0 +1,150 @@
+"""``python -m experiments.sweep SWEEP.yaml [--trials N] [--workers W] [--storage URL] [--report]``.
+
+The command checks the sweep file against its experiment, opens (or makes) the study, and runs
+``W`` workers: this process is one, and starts the others as processes of their own, each with
+its share of the CPU cores and, on a machine with several GPUs, a GPU of its own. When they are
+done it prints the results, and writes ``best.yaml`` and the plots beside the trials. Run again,
+the same command continues the study: trials stopped or left by a worker that died go on from
+their checkpoints, and the study ends with exactly ``N`` finished or pruned trials.
+"""
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from types import FrameType
+
+from experiments.errors import UserError
+
+USAGE = "python -m experiments.sweep"
+
+
+def arguments(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog=USAGE,
+        description="Run a hyperparameter sweep: trials are ordinary runs of the experiment, "
+        "in lightning_logs/<sweep>/version_<trial>/, the study beside them.",
+    )
+    parser.add_argument("sweep", type=Path, help="the sweep file, e.g. experiments/sweeps/x.yaml")
+    parser.add_argument(
+        "--trials", type=int, help="finished or pruned trials to reach (default: the file's)"
+    )
+    parser.add_argument("--workers", type=int, default=1, help="trials at once on this machine")
+    parser.add_argument(
+        "--storage",
+        help="a database URL for the study (postgresql://...), for workers on several machines; "
+        "default: lightning_logs/<sweep>/study.journal",
+    )
+    parser.add_argument("--report", action="store_true", help="print the results; run no trial")
+    # Set for the workers this command starts: which one, and the directory it found runs in.
+    parser.add_argument("--worker", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--root", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.workers < 1:
+        parser.error(f"--workers must be at least 1, got {args.workers}")
+    if args.trials is not None and args.trials < 1:
+        parser.error(f"--trials must be at least 1, got {args.trials}")
+    return args
+
+
+def cpu_count() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def devices_of(worker: int) -> str:
+    """A worker's ``--trainer.devices``: a GPU of its own where there are several."""
+    import torch
+
+    gpus = torch.cuda.device_count()
+    return f"[{worker % gpus}]" if gpus > 1 else "1"
+
+
+def start_workers(args: argparse.Namespace, count: int, root: Path) -> list[subprocess.Popen]:
+    """Workers 1 to ``count - 1``, as processes of their own."""
+    command = [sys.executable, "-m", "experiments.sweep", str(args.sweep), "--workers", str(count)]
+    command += ["--root", str(root)]
+    if args.trials is not None:
+        command += ["--trials", str(args.trials)]
+    if args.storage:
+        command += ["--storage", args.storage]
+    return [subprocess.Popen([*command, "--worker", str(index)]) for index in range(1, count)]
+
+
+def run(args: argparse.Namespace) -> int:
+    from experiments.sweep import checks, report, spec, study
+    from experiments.sweep.worker import Worker
+
+    sweep = spec.load(args.sweep, args.trials)
+    leading = args.worker is None
+    if leading:
+        root = Path(checks.check(sweep).config.trainer.default_root_dir or ".")
+    else:
+        root = args.root
+    sweep_dir = root / "lightning_logs" / sweep.name
+    if args.report and args.storage is None and not (sweep_dir / study.JOURNAL).exists():
+        raise UserError(
+            f"no study {sweep.name!r} in {sweep_dir / study.JOURNAL}: run the sweep first"
+        )
+    where = study.storage(args.storage, sweep_dir)
+    the_study = study.open_study(sweep, where, args.storage, create=leading and not args.report)
+    sweep_dir.mkdir(parents=True, exist_ok=True)
+    target = sweep.trials
+    size = study.grid_size(sweep)
+    if size is not None and target > size:
+        print(f"the grid has {size} points: {size} trials, not {target}", flush=True)
+        target = size
+    if args.report:
+        print(report.summary(the_study, sweep, sweep_dir, target), flush=True)
+        report.write(the_study, sweep, sweep_dir)
+        return 0
+    index = args.worker or 0
+    worker = Worker(
+        sweep,
+        the_study,
+        sweep_dir,
+        target,
+        devices=devices_of(index),
+        threads=max(1, cpu_count() // args.workers),
+    )
+    if not leading:
+        return worker.run()
+    others = start_workers(args, args.workers, root)
+
+    def forward(signum: int, frame: FrameType | None) -> None:
+        for process in others:
+            if process.poll() is None:
+                process.send_signal(signum)
+        worker.asked_to_stop(signum, frame)
+
+    forward.wants_run_signals = True  # see experiments.interrupt
+    previous = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        worker.signal_handler = forward
+        status = worker.run()
+        for process in others:
+            process.wait()
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    stopped = [p.returncode for p in others if p.returncode and p.returncode >= 128]
+    status = status or (stopped[0] if stopped else 0)
+    print(report.summary(the_study, sweep, sweep_dir, target), flush=True)
+    report.write(the_study, sweep, sweep_dir)
+    return status
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = arguments(argv)
+    try:
+        return run(args)
+    except UserError as error:
+        if os.environ.get("EXPERIMENTS_TRACEBACK"):
+            raise
+        print(f"error: {error}", file=sys.stderr, flush=True)
+        return error.exit_code

@@ -1,0 +1,249 @@
+"""A sweep's results: the table of trials, the best one as ``best.yaml``, and two plots.
+
+``best.yaml`` is the best trial's own ``config.yaml`` less what tied it to its run (its name,
+its logger, the checkpoint it resumed from, the sweep's quiet terminal), so that
+``python -m experiments fit --config lightning_logs/<sweep>/best.yaml`` trains it again as a
+new run, to the same score on the same machine.
+"""
+
+import statistics
+from pathlib import Path
+from typing import Any
+
+import optuna
+import yaml
+from optuna.trial import FrozenTrial, TrialState
+
+from experiments.sweep.spec import Sweep
+from experiments.sweep.worker import best_value
+
+BEST = "best.yaml"
+HISTORY = "history.png"
+PARAMETERS = "parameters.png"
+STATES = {
+    TrialState.COMPLETE: "complete",
+    TrialState.PRUNED: "pruned",
+    TrialState.RUNNING: "running",
+    TrialState.FAIL: "failed",
+    TrialState.WAITING: "waiting",
+}
+
+
+def short(key: str) -> str:
+    """A space key as a column name: its last part (``lr`` for ``...optimizer.init_args.lr``)."""
+    return key.split(".")[-1]
+
+
+def scored(study: optuna.Study, sweep: Sweep) -> list[tuple[FrozenTrial, float | None]]:
+    """Every trial with its score, best first (trials without one last, in number order)."""
+    trials = [(t, best_value(t, sweep.direction)) for t in study.get_trials(deepcopy=False)]
+    sign = -1 if sweep.direction == "maximize" else 1
+
+    def order(item: tuple[FrozenTrial, float | None]) -> tuple:
+        trial, score = item
+        return (score is None, sign * score if score is not None else 0.0, trial.number)
+
+    return sorted(trials, key=order)
+
+
+def best_trial(study: optuna.Study, sweep: Sweep) -> tuple[FrozenTrial, float] | None:
+    """The complete trial with the best score."""
+    complete = [
+        (t, s) for t, s in scored(study, sweep) if t.state == TrialState.COMPLETE and s is not None
+    ]
+    return complete[0] if complete else None
+
+
+def table(rows: list[list[str]]) -> str:
+    """Aligned text columns, the first row a header."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = [
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True))
+        for row in rows
+    ]
+    lines.insert(1, "  ".join("-" * width for width in widths))
+    return "\n".join(line.rstrip() for line in lines)
+
+
+def value_text(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def summary(study: optuna.Study, sweep: Sweep, sweep_dir: Path, target: int) -> str:
+    """The trials sorted by score, the spread per choice, and the best trial."""
+    trials = scored(study, sweep)
+    done = sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t, _ in trials)
+    lines = [
+        f"sweep {sweep.name}: {done} of {target} trials finished or pruned; "
+        f"score: best {sweep.metric} over the epochs ({sweep.direction})",
+        "",
+    ]
+    header = ["trial", "state", sweep.metric, *(short(k) for k in sweep.space), "epochs", "run"]
+    rows = [header]
+    for trial, score in trials:
+        params = [
+            value_text(sweep.space[k].decode(trial.params[k])) if k in trial.params else "-"
+            for k in sweep.space
+        ]
+        rows.append(
+            [
+                str(trial.number),
+                STATES.get(trial.state, trial.state.name.lower()),
+                "-" if score is None else f"{score:.4f}",
+                *params,
+                str(len(trial.intermediate_values)),
+                str(sweep_dir / f"version_{trial.number}"),
+            ]
+        )
+    lines.append(table(rows))
+    for key, dim in sweep.space.items():
+        if dim.choices is None or len(dim.choices) < 2:
+            continue
+        spread = [["", "trials", "mean", "std", "min", "max"]]
+        for choice in dim.choices:
+            scores = [
+                s
+                for t, s in trials
+                if s is not None
+                and t.state == TrialState.COMPLETE
+                and key in t.params
+                and sweep.space[key].decode(t.params[key]) == choice
+            ]
+            if scores:
+                spread.append(
+                    [
+                        f"{short(key)}={value_text(choice)}",
+                        str(len(scores)),
+                        f"{statistics.fmean(scores):.4f}",
+                        f"{statistics.stdev(scores):.4f}" if len(scores) > 1 else "-",
+                        f"{min(scores):.4f}",
+                        f"{max(scores):.4f}",
+                    ]
+                )
+        if len(spread) > 2:
+            lines += ["", f"{sweep.metric} of the complete trials by {short(key)}:", table(spread)]
+    best = best_trial(study, sweep)
+    if best is not None:
+        trial, score = best
+        settings = ", ".join(
+            f"{key}={value_text(sweep.space[key].decode(value))}"
+            for key, value in trial.params.items()
+        )
+        lines += [
+            "",
+            f"Best:        trial {trial.number}, {sweep.metric} {score:.4f}: {settings}",
+            f"Again:       python -m experiments fit --config {sweep_dir / BEST}",
+            f"Plots:       {sweep_dir / HISTORY}, {sweep_dir / PARAMETERS}",
+            f"TensorBoard: tensorboard --logdir {sweep_dir}",
+        ]
+    return "\n".join(lines)
+
+
+def best_config(study: optuna.Study, sweep: Sweep, sweep_dir: Path) -> dict[str, Any] | None:
+    """The best trial's ``config.yaml``, less what tied it to its run."""
+    best = best_trial(study, sweep)
+    if best is None:
+        return None
+    path = sweep_dir / f"version_{best[0].number}" / "config.yaml"
+    if not path.is_file():
+        return None
+    config = yaml.safe_load(path.read_text())
+    for key in ("experiment", "ckpt_path"):
+        config.pop(key, None)
+    for key in ("logger", "enable_progress_bar", "enable_model_summary"):
+        config.get("trainer", {}).pop(key, None)
+    return config
+
+
+def write(study: optuna.Study, sweep: Sweep, sweep_dir: Path) -> None:
+    """``best.yaml`` and the plots, in the sweep's directory."""
+    config = best_config(study, sweep, sweep_dir)
+    if config is not None:
+        best, score = best_trial(study, sweep)
+        header = (
+            f"# Sweep {sweep.name}: trial {best.number}, the best {sweep.metric} ({score:.6g}).\n"
+            f"# python -m experiments fit --config {sweep_dir / BEST} trains it again.\n"
+        )
+        partial = sweep_dir / f".{BEST}.partial"
+        partial.write_text(header + yaml.safe_dump(config, sort_keys=False))
+        partial.replace(sweep_dir / BEST)
+    trials = scored(study, sweep)
+    if any(score is not None for _, score in trials):
+        plot_history(trials, sweep, sweep_dir / HISTORY)
+        plot_parameters(trials, sweep, sweep_dir / PARAMETERS)
+
+
+def save(figure: Any, path: Path) -> None:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    FigureCanvasAgg(figure)
+    figure.savefig(path, dpi=90)
+
+
+def plot_history(trials: list[tuple[FrozenTrial, float | None]], sweep: Sweep, path: Path) -> None:
+    """Each trial's score by its number, and the best so far."""
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
+
+    figure = Figure(figsize=(6.0, 4.0))
+    axes = figure.add_subplot()
+    ordered = sorted((t.number, s, t.state) for t, s in trials if s is not None)
+    for state, marker, label in (
+        (TrialState.COMPLETE, "o", "complete"),
+        (TrialState.PRUNED, "x", "pruned"),
+    ):
+        points = [(n, s) for n, s, st in ordered if st == state]
+        if points:
+            axes.scatter(*zip(*points, strict=True), marker=marker, label=label, alpha=0.8)
+    best, running = None, []
+    for number, score, state in ordered:
+        if state == TrialState.COMPLETE:
+            better = best is None or (
+                score > best if sweep.direction == "maximize" else score < best
+            )
+            best = score if better else best
+        if best is not None:
+            running.append((number, best))
+    if running:
+        axes.step(*zip(*running, strict=True), where="post", color="black", label="best so far")
+    axes.set(xlabel="trial", ylabel=sweep.metric, title=f"{sweep.name}: score of each trial")
+    axes.xaxis.set_major_locator(MaxNLocator(integer=True))
+    axes.legend()
+    figure.tight_layout()
+    save(figure, path)
+
+
+def plot_parameters(
+    trials: list[tuple[FrozenTrial, float | None]], sweep: Sweep, path: Path
+) -> None:
+    """The score against each parameter: the spread per choice, or a scatter over a range."""
+    from matplotlib.figure import Figure
+
+    keys = list(sweep.space)
+    figure = Figure(figsize=(4.0 * len(keys), 3.6))
+    for index, key in enumerate(keys, start=1):
+        axes = figure.add_subplot(1, len(keys), index)
+        dim = sweep.space[key]
+        points = [
+            (dim.decode(t.params[key]), s) for t, s in trials if s is not None and key in t.params
+        ]
+        if dim.choices is not None:
+            labels = [value_text(choice) for choice in dim.choices]
+            groups = [[s for v, s in points if v == choice] for choice in dim.choices]
+            for position, scores in enumerate(groups):
+                axes.scatter([position] * len(scores), scores, alpha=0.7)
+                if scores:
+                    axes.hlines(
+                        statistics.fmean(scores), position - 0.3, position + 0.3, color="black"
+                    )
+            axes.set_xticks(range(len(labels)), labels)
+        else:
+            axes.scatter([v for v, _ in points], [s for _, s in points], alpha=0.7)
+            if dim.log:
+                axes.set_xscale("log")
+        axes.set(xlabel=short(key), ylabel=sweep.metric if index == 1 else "")
+    figure.suptitle(f"{sweep.name}: {sweep.metric} by parameter")
+    figure.tight_layout()
+    save(figure, path)

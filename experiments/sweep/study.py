@@ -1,0 +1,129 @@
+"""Where a sweep's study lives, and the study itself, with its sampler and pruner.
+
+By default the study is Optuna's journal file, ``lightning_logs/<sweep>/study.journal``, which
+processes on one machine (and on several, over a shared file system) append to under a file
+lock; Optuna's FAQ advises against SQLite for parallel workers. ``--storage
+postgresql://...`` keeps it in PostgreSQL instead, for workers on several machines.
+"""
+
+import logging
+from pathlib import Path
+
+import optuna
+from optuna.pruners import BasePruner, MedianPruner, NopPruner
+from optuna.samplers import BaseSampler, GridSampler, RandomSampler, TPESampler
+from optuna.storages import BaseStorage, JournalStorage, RDBStorage
+from optuna.storages.journal import JournalFileBackend
+
+from experiments.errors import UserError
+from experiments.resume import first_line
+from experiments.sweep.spec import Sweep
+
+JOURNAL = "study.journal"
+DEFINITION = "definition"  # the user attribute holding what makes a study a sweep's
+
+# Optuna announces every trial it creates and finishes on its logger; the sweep reports them.
+optuna.logging.set_verbosity(logging.WARNING)
+
+
+def shown(url: str) -> str:
+    """``url`` as it may be printed: without its password."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # not a URL SQLAlchemy can read: there is no password to hide
+        return url
+
+
+def storage(url: str | None, sweep_dir: Path) -> BaseStorage:
+    """The study's storage: the sweep directory's journal file, or the database at ``url``."""
+    if url is None:
+        sweep_dir.mkdir(parents=True, exist_ok=True)
+        return JournalStorage(JournalFileBackend(str(sweep_dir / JOURNAL)))
+    try:
+        return RDBStorage(url)
+    except ImportError:
+        raise UserError(
+            f"--storage {shown(url)}: its database driver is not installed; for PostgreSQL: "
+            "pip install 'lightning-experiments[postgres]' (psycopg)"
+        ) from None
+    except Exception as error:  # SQLAlchemy and its drivers raise many kinds
+        raise UserError(f"--storage {shown(url)}: cannot reach it: {first_line(error)}") from None
+
+
+class Grid(GridSampler):
+    """Optuna's grid sampler, for trials asked for and told one by one.
+
+    Once the grid is used up, ``GridSampler.after_trial`` calls ``study.stop()``, which Optuna
+    allows only inside ``study.optimize``; the sweep's workers ask and tell instead, and stop by
+    counting trials themselves (the sweep never asks for more than the grid's points).
+    """
+
+    def after_trial(self, study, trial, state, values) -> None:
+        pass
+
+
+def sampler(sweep: Sweep) -> BaseSampler:
+    """The sweep's sampler. TPE and random draw from no fixed seed: workers started together
+    must not propose the same parameters, as samplers seeded alike would."""
+    if sweep.sampler == "grid":
+        # Seeded, so a grid is walked in the same order every time; workers never take the
+        # same point (each asks with the sweep's lock held, and the grid skips running ones).
+        return Grid({key: dim.grid() for key, dim in sweep.space.items()}, seed=0)
+    if sweep.sampler == "random":
+        return RandomSampler()
+    return TPESampler()
+
+
+def pruner(sweep: Sweep) -> BasePruner:
+    """Optuna's median rule, with its defaults: no pruning before five trials have finished."""
+    return MedianPruner() if sweep.pruner == "median" else NopPruner()
+
+
+def grid_size(sweep: Sweep) -> int | None:
+    """How many points the grid has, for a grid sweep."""
+    if sweep.sampler != "grid":
+        return None
+    size = 1
+    for dim in sweep.space.values():
+        size *= len(dim.grid())
+    return size
+
+
+def open_study(sweep: Sweep, where: BaseStorage, url: str | None, create: bool) -> optuna.Study:
+    """The sweep's study in ``where``; made if ``create`` and it does not exist yet.
+
+    A study made from another version of the sweep file (another space, metric or direction)
+    is refused: its trials would not be comparable.
+    """
+    definition = sweep.definition()
+    try:
+        study = optuna.load_study(
+            study_name=sweep.name, storage=where, sampler=sampler(sweep), pruner=pruner(sweep)
+        )
+    except KeyError:
+        if not create:
+            place = shown(url) if url else "its journal file"
+            raise UserError(f"no study {sweep.name!r} in {place}: run the sweep first") from None
+        study = optuna.create_study(
+            study_name=sweep.name,
+            storage=where,
+            sampler=sampler(sweep),
+            pruner=pruner(sweep),
+            direction=sweep.direction,
+            load_if_exists=True,  # another machine may have made it a moment ago
+        )
+    stored = study.user_attrs.get(DEFINITION)
+    if stored is None:
+        study.set_user_attr(DEFINITION, definition)
+    elif stored != definition:
+        differs = next(
+            key for key in ("space", "metric", "direction") if stored[key] != definition[key]
+        )
+        raise UserError(
+            f"{sweep.path}: its {differs} differs from that of the study {sweep.name!r} "
+            f"({stored[differs]!r}, now {definition[differs]!r}); give the sweep file another "
+            "name, or remove the old study"
+        )
+    return study

@@ -1,0 +1,298 @@
+"""A sweep's worker: takes one trial at a time and trains it as an ordinary run, in-process.
+
+Trial ``n`` is the run ``lightning_logs/<sweep>/version_<n>/``, trained by the CLI as any
+``fit`` is, and held, like any run being trained, by its ``run.lock``. That lock is what makes
+a sweep survive its workers: a trial that the study calls running but whose lock is free has
+lost its worker (SIGKILL, a machine gone, Ctrl-C), and the next worker to look takes it over,
+in its own run directory, from its ``last.ckpt`` if it has one, as ``fit --ckpt_path`` would.
+Taking a trial, new or left over, happens under the sweep's own lock (``sweep.lock``), so that
+no two workers take the same one and no more trials are begun than the sweep asks for.
+"""
+
+import contextlib
+import fcntl
+import io
+import logging
+import os
+import signal
+import sys
+import time
+import warnings
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import optuna
+import torch
+from lightning.pytorch.callbacks import EarlyStopping
+from optuna.trial import FrozenTrial, TrialState
+
+from experiments.cli import ExperimentCLI
+from experiments.errors import UserError
+from experiments.rundir import RunLock
+from experiments.sweep.spec import Sweep
+
+SWEEP_LOCK = "sweep.lock"
+POLL_SECONDS = 2.0  # between looks at the study while other workers finish their trials
+QUIET = ("--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false")
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+
+
+@contextlib.contextmanager
+def sweep_lock(sweep_dir: Path) -> Iterator[None]:
+    """Hold the sweep's lock: one worker at a time takes a trial."""
+    handle = os.open(sweep_dir / SWEEP_LOCK, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(handle)
+
+
+def best_value(frozen: FrozenTrial, direction: str) -> float | None:
+    """A trial's score: the best of the values it reported, one per epoch."""
+    values = list(frozen.intermediate_values.values())
+    if not values:
+        return None
+    return max(values) if direction == "maximize" else min(values)
+
+
+class TrialReporter(EarlyStopping):
+    """Reports the sweep's metric to the trial after every epoch, and stops the run when the
+    pruner says so or the worker is asked to stop.
+
+    It is an ``EarlyStopping`` only for where Lightning calls it: callbacks that stop early
+    run their epoch-end hooks after the task's own, in which the task logs the epoch's
+    training metrics; other callbacks run before it and would see the previous epoch's.
+    None of ``EarlyStopping``'s own rule runs, and it keeps no state in checkpoints.
+    """
+
+    def __init__(self, trial: optuna.Trial, metric: str, direction: str, worker: "Worker") -> None:
+        super().__init__(monitor=metric, mode="max" if direction == "maximize" else "min")
+        self.trial, self.metric, self.worker = trial, metric, worker
+        self.pruned_at: int | None = None
+        self.interrupted = False
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        if not self.metric.startswith("val/"):
+            self.report(trainer)
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        if self.metric.startswith("val/") and not trainer.sanity_checking:
+            self.report(trainer)
+
+    def report(self, trainer) -> None:
+        value = trainer.callback_metrics.get(self.metric)
+        if value is not None:
+            with warnings.catch_warnings():
+                # A trial taken over repeats the epoch after its last checkpoint: the value
+                # is the one reported before, and Optuna keeps the first.
+                warnings.filterwarnings("ignore", message=r".*is already reported.*")
+                self.trial.report(float(value), trainer.current_epoch)
+            if self.trial.should_prune():
+                self.pruned_at = trainer.current_epoch
+                trainer.should_stop = True
+        if self.worker.stop is not None:
+            self.interrupted = True
+            trainer.should_stop = True
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        pass
+
+
+@dataclass
+class Claim:
+    """A trial this worker trains: new, or taken over from a worker that is gone."""
+
+    trial: optuna.Trial
+    params: dict[str, Any]
+    run: Path
+    lock: RunLock
+    taken_over: bool
+
+
+class Worker:
+    """Takes trials of ``sweep`` until the study has ``target`` finished or pruned ones.
+
+    Args:
+        sweep: The sweep file.
+        study: Its study.
+        sweep_dir: ``lightning_logs/<sweep>``.
+        target: How many finished or pruned trials the study is to have.
+        devices: This worker's ``--trainer.devices`` value.
+        threads: Threads for PyTorch's work on the CPU.
+    """
+
+    def __init__(
+        self,
+        sweep: Sweep,
+        study: optuna.Study,
+        sweep_dir: Path,
+        target: int,
+        devices: str = "1",
+        threads: int | None = None,
+    ) -> None:
+        self.sweep, self.study, self.sweep_dir, self.target = sweep, study, sweep_dir, target
+        self.devices = devices
+        self.threads = threads
+        self.stop: int | None = None  # the signal that asked this worker to stop
+        self.signal_handler = self.asked_to_stop  # the leading process also tells the others
+
+    def run_dir(self, number: int) -> Path:
+        return self.sweep_dir / f"version_{number}"
+
+    def claim(self) -> Claim | bool:
+        """The next trial to train; ``True`` to wait for other workers; ``False`` when done."""
+        with sweep_lock(self.sweep_dir):
+            trials = self.study.get_trials(deepcopy=False)
+            for frozen in trials:
+                if frozen.state != TrialState.RUNNING:
+                    continue
+                run = self.run_dir(frozen.number)
+                run.mkdir(parents=True, exist_ok=True)
+                lock = RunLock.attempt(run)
+                if lock is not None:  # its worker is gone
+                    # Optuna has no public way to go on with a running trial from another
+                    # process (its heartbeat retries start a new trial, a new run directory).
+                    trial = optuna.Trial(self.study, frozen._trial_id)
+                    return Claim(trial, self.decoded(frozen.params), run, lock, True)
+            states = Counter(frozen.state for frozen in trials)
+            running = states[TrialState.RUNNING]
+            if sum(states[s] for s in FINISHED) + running >= self.target:
+                return running > 0
+            if states[TrialState.FAIL] >= self.target:
+                raise UserError(
+                    f"sweep {self.sweep.name}: {states[TrialState.FAIL]} trials failed; "
+                    "stopping (see each one's line above)"
+                )
+            distributions = {key: dim.distribution() for key, dim in self.sweep.space.items()}
+            trial = self.study.ask(distributions)
+            run = self.run_dir(trial.number)
+            run.mkdir(parents=True, exist_ok=True)
+            return Claim(trial, self.decoded(trial.params), run, RunLock(run), False)
+
+    def decoded(self, params: dict[str, Any]) -> dict[str, Any]:
+        return {key: self.sweep.space[key].decode(value) for key, value in params.items()}
+
+    def say(self, claim: Claim, text: str) -> None:
+        print(f"trial {claim.trial.number} {text}", flush=True)
+
+    def run(self) -> int:
+        """Train trials until the sweep has enough; the exit status (128 + signal if stopped)."""
+        if self.threads:
+            torch.set_num_threads(self.threads)
+        signals = (signal.SIGINT, signal.SIGTERM)
+        previous = {signum: signal.signal(signum, self.signal_handler) for signum in signals}
+        try:
+            while self.stop is None:
+                claim = self.claim()
+                if claim is True:
+                    time.sleep(POLL_SECONDS)
+                elif claim is False:
+                    break
+                else:
+                    self.train(claim)
+        except KeyboardInterrupt:  # a second Ctrl-C: the running epoch is given up
+            self.stop = self.stop or signal.SIGINT
+        finally:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+        return 0 if self.stop is None else 128 + self.stop
+
+    def asked_to_stop(self, signum: int, frame: FrameType | None) -> None:
+        """Stop after the running epoch (its run's own handler stops it), then take no trial;
+        a second signal gives the epoch up."""
+        if self.stop is not None:
+            raise KeyboardInterrupt
+        self.stop = signum
+        print(
+            f"{signal.Signals(signum).name}: stopping after the running epoch; run the same "
+            "command again to continue",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    def train(self, claim: Claim) -> None:
+        """Train one trial to its end and tell the study how it went."""
+        last = claim.run / "checkpoints" / "last.ckpt"
+        args = ["fit", *self.sweep.trial_args(claim.params), "--experiment", self.sweep.name]
+        args += [*QUIET, "--trainer.devices", self.devices]
+        if last.is_file():
+            args += ["--ckpt_path", str(last)]
+        settings = ", ".join(f"{key.split('.')[-1]}={value}" for key, value in claim.params.items())
+        verb = "taken over" if claim.taken_over else "started"
+        self.say(claim, f"{verb}: {settings} ({claim.run})")
+        reporter = TrialReporter(claim.trial, self.sweep.metric, self.sweep.direction, self)
+        error = None
+        try:
+            with quiet_trial():
+                ExperimentCLI(
+                    args=args,
+                    run_version=claim.trial.number,
+                    run_lock=claim.lock,
+                    extra_callbacks=[reporter],
+                )
+        except SystemExit as stopped:  # the CLI stopped at an epoch's end on a signal
+            self.stop = self.stop or (int(stopped.code) - 128 if stopped.code else signal.SIGINT)
+        except UserError as failure:  # a diverging loss, a full disk: the run said why
+            error = str(failure)
+        except Exception as failure:  # anything else: the trial failed, the sweep goes on
+            error = f"{type(failure).__name__}: {failure}"
+        try:
+            self.tell(claim, reporter, error)
+        finally:
+            claim.lock.release()
+
+    def tell(self, claim: Claim, reporter: TrialReporter, error: str | None) -> None:
+        """Record the trial's end in the study (an interrupted trial stays running)."""
+        if reporter.interrupted or (self.stop is not None and error is None):
+            self.say(claim, "stopped: it goes on when the sweep is run again")
+            return
+        (frozen,) = (
+            t for t in self.study.get_trials(deepcopy=False) if t.number == claim.trial.number
+        )
+        score = best_value(frozen, self.sweep.direction)
+        epochs = len(frozen.intermediate_values)
+        if error is not None and score is None:
+            self.study.tell(claim.trial, state=TrialState.FAIL)
+            self.say(claim, f"failed: {error}")
+        elif error is not None or reporter.pruned_at is not None:
+            why = error or f"pruned at epoch {reporter.pruned_at}"
+            self.study.tell(claim.trial, state=TrialState.PRUNED)
+            self.say(claim, f"pruned ({why}): best {self.sweep.metric} {score:.4f}")
+        elif score is None:
+            self.study.tell(claim.trial, state=TrialState.FAIL)
+            self.say(claim, f"failed: it never logged {self.sweep.metric}")
+        else:
+            self.study.tell(claim.trial, score)
+            self.say(claim, f"complete: best {self.sweep.metric} {score:.4f} ({epochs} epochs)")
+
+
+@contextlib.contextmanager
+def quiet_trial() -> Iterator[None]:
+    """A trial's own report and Lightning's lines stay out of the sweep's output."""
+    loggers = [logging.getLogger(name) for name in ("lightning.pytorch", "lightning.fabric")]
+    levels = [logger.level for logger in loggers]
+    argv = sys.argv
+    # The trial's arguments are all LightningCLI is to read (it warns of the sweep's own).
+    sys.argv = argv[:1]
+    for logger in loggers:
+        logger.setLevel(logging.WARNING)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            yield
+    finally:
+        sys.argv = argv
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)
+
+
+# The CLI's own handler, which stops a run at its epoch's end, passes the signal on to this one
+# too (see experiments.interrupt), so that the worker also stops taking trials.
+Worker.asked_to_stop.wants_run_signals = True
