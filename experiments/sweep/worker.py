@@ -263,9 +263,9 @@ class Worker:
             self.study.tell(claim.trial, state=TrialState.FAIL)
             self.say(claim, f"failed: {error}")
         elif error is not None or reporter.pruned_at is not None:
-            why = error or f"pruned at epoch {reporter.pruned_at}"
+            why = f"stopped early ({error})" if error else f"pruned at epoch {reporter.pruned_at}"
             self.study.tell(claim.trial, state=TrialState.PRUNED)
-            self.say(claim, f"pruned ({why}): best {self.sweep.metric} {score:.4f}")
+            self.say(claim, f"{why}: best {self.sweep.metric} {score:.4f}")
         elif score is None:
             self.study.tell(claim.trial, state=TrialState.FAIL)
             self.say(claim, f"failed: it never logged {self.sweep.metric}")
