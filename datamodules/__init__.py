@@ -1,13 +1,18 @@
-"""LightningDataModules: seeded synthetic data held in memory, split and served as whole batches."""
+"""LightningDataModules: data held in memory (seeded synthetic data, or the user's own CSV and
+NumPy files), split and served as whole batches."""
 
 from datamodules.base import SplitDataModule
 from datamodules.classification import FeatureClassificationData
+from datamodules.files import ArrayData, CsvData, DataFileError
 from datamodules.images import StripeImageData
 from datamodules.regression import LinearRegressionData, TeacherRegressionData
 from datamodules.sequences import RecallSequenceData
 from datamodules.synthetic import SyntheticDataModule
 
 __all__ = [
+    "ArrayData",
+    "CsvData",
+    "DataFileError",
     "FeatureClassificationData",
     "LinearRegressionData",
     "RecallSequenceData",

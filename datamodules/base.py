@@ -180,7 +180,8 @@ class SplitDataModule(LightningDataModule):
         self.test_fraction = test_fraction
         self.batch_size = batch_size
         self.seed = seed
-        self.splits: dict[str, TensorBatches] = {}
+        self.raw_splits: dict[str, TensorBatches] = {}  # as loaded, on the CPU
+        self.splits: dict[str, TensorBatches] = {}  # as served: prepared, on the device
 
     @property
     def num_samples(self) -> int:
@@ -218,8 +219,12 @@ class SplitDataModule(LightningDataModule):
                     "use more samples or a larger fraction"
                 )
 
+    def prepare(self, splits: dict[str, TensorBatches]) -> dict[str, TensorBatches]:
+        """The splits as they are served; subclasses may transform them (standardise, say)."""
+        return dict(splits)
+
     def setup(self, stage: str) -> None:
-        if not self.splits:
+        if not self.raw_splits:
             # One generator for the samples (where they are drawn) and then the split.
             generator = torch.Generator().manual_seed(self.seed)
             x, y = self.load(generator)
@@ -227,10 +232,12 @@ class SplitDataModule(LightningDataModule):
             start = 0
             for name, size in self.split_sizes().items():
                 index = order[start : start + size]
-                self.splits[name] = TensorBatches(x[index], y[index])
+                self.raw_splits[name] = TensorBatches(x[index], y[index])
                 start += size
-        # Generated on the CPU (the same numbers on every machine), then moved once to the
-        # device the trainer runs on, so no batch is copied to it during training.
+        if not self.splits:
+            self.splits = self.prepare(self.raw_splits)
+        # Made on the CPU (the same numbers on every machine), then moved once to the device
+        # the trainer runs on, so no batch is copied to it during training.
         device = self.trainer.strategy.root_device if self.trainer is not None else None
         if device is not None and self.splits["train"].tensors[0].device != device:
             for name, split in self.splits.items():

@@ -34,7 +34,7 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_only
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
 
-from datamodules import SplitDataModule
+from datamodules import DataFileError, SplitDataModule
 from experiments import assembly, fastpath, report, resume, rundir
 from experiments.checkpoint import RunCheckpoint, SafeCheckpointIO
 from experiments.errors import UserError
@@ -239,6 +239,8 @@ class ExperimentCLI(LightningCLI):
         # is a mistake in the config: report it in one line.
         try:
             super().instantiate_classes()
+        except DataFileError as error:  # it names the file and what is wrong
+            raise UserError(str(error)) from error
         except (ValueError, TypeError) as error:
             raise UserError(f"cannot build the experiment: {condense(str(error))}") from error
         except MisconfigurationException as error:
@@ -265,6 +267,7 @@ class ExperimentCLI(LightningCLI):
         check_run(self.model, self.datamodule, self.trainer.world_size)
         if self.checkpoint is not None and self.checkpoint_file is not None:
             resume.check_weights(self.checkpoint, self.model, self.checkpoint_file)
+            resume.check_data(self.checkpoint, self.datamodule, self.checkpoint_file)
         if self.subcommand_config(self.config).fast_path:
             self.remove_fast_path = fastpath.install(self.trainer, self.model)
 

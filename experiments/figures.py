@@ -167,9 +167,9 @@ def sample_grid(x: torch.Tensor, y: torch.Tensor, predicted: torch.Tensor, count
     images = x[:count].float()
     low = images.flatten(1).min(1).values.view(-1, 1, 1, 1)
     high = images.flatten(1).max(1).values.view(-1, 1, 1, 1)
-    images = ((images - low) / (high - low + 1e-8))[:, :3]
-    if images.shape[1] == 1:
-        images = images.expand(-1, 3, -1, -1)
+    images = (images - low) / (high - low + 1e-8)
+    if images.shape[1] != 3:  # one channel, or a number that is no colour image: the first
+        images = images[:, :1].expand(-1, 3, -1, -1)
     _, _, height, width = images.shape
     gap = max(2, height // 4)  # room for each label above its image
     mosaic = torch.ones(rows * (height + gap), columns * (width + 2), 3)

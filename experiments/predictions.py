@@ -55,7 +55,13 @@ class PredictionWriter(BasePredictionWriter):
         directory = Path(trainer.log_dir or ".")
         if not trainer.is_global_zero or not index:
             return
-        header, rows = table(columns, index)
+        index_name, numbers = "index", index
+        described = getattr(trainer.datamodule, "predict_index", lambda: None)()
+        if described is not None:  # the samples' own numbers in the predict file
+            index_name, own = described
+            numbers = [own[i] for i in index]
+        classes = getattr(trainer.datamodule, "classes", None)
+        header, rows = table(columns, numbers, index_name, classes)
         directory.mkdir(parents=True, exist_ok=True)
         self.path = directory / self.filename
         partial = self.path.with_name(f".{self.filename}.partial")
@@ -87,21 +93,33 @@ def local_rows(
     return index, columns
 
 
-def table(columns: dict[str, torch.Tensor], index: Sequence[int]) -> tuple[list[str], list[list]]:
-    """CSV header and rows: ``index`` first, multi-output columns split as ``name_<k>``."""
-    header = ["index"]
-    values = []
+def table(
+    columns: dict[str, torch.Tensor],
+    index: Sequence[int],
+    index_name: str = "index",
+    classes: Sequence[Any] | None = None,
+) -> tuple[list[str], list[list]]:
+    """CSV header and rows: the samples' numbers first, then the named values.
+
+    A classification's ``class`` (and ``target``) are the classes' labels where the data has
+    them (``classes``), else their indices; ``probabilities`` become one ``probability_<class>``
+    column per class. Other multi-valued columns are split as ``name_<k>``.
+    """
+    classification = "class" in columns
+    header, cells = [index_name], [list(index)]
     for name, tensor in columns.items():
-        tensor = tensor.reshape(len(tensor), -1) if tensor.dim() > 1 else tensor.unsqueeze(1)
-        width = tensor.shape[1]
-        header += [name] if width == 1 else [f"{name}_{k}" for k in range(width)]
-        values.append(tensor)
-    data = torch.cat(
-        [v.double() if v.is_floating_point() else v.long().double() for v in values], 1
-    )
-    integer = [not v.is_floating_point() for v in values for _ in range(v.shape[1])]
-    rows = [
-        [int(i)] + [int(x) if is_int else float(x) for x, is_int in zip(row, integer, strict=True)]
-        for i, row in zip(index, data.tolist(), strict=True)
-    ]
-    return header, rows
+        values = tensor.reshape(len(tensor), -1) if tensor.dim() > 1 else tensor.unsqueeze(1)
+        width = values.shape[1]
+        if name == "probabilities":
+            labels = classes if classes is not None else range(width)
+            header += [f"probability_{label}" for label in labels]
+        else:
+            header += [name] if width == 1 else [f"{name}_{k}" for k in range(width)]
+        for k in range(width):
+            column = values[:, k].tolist()
+            if classification and name in ("class", "target") and classes is not None:
+                column = [classes[int(c)] for c in column]
+            elif not values.is_floating_point():
+                column = [int(c) for c in column]
+            cells.append(column)
+    return header, [list(row) for row in zip(*cells, strict=True)]

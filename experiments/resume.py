@@ -176,5 +176,15 @@ def check_weights(checkpoint: dict[str, Any], model: torch.nn.Module, path: Path
             )
 
 
+def check_data(checkpoint: dict[str, Any], datamodule: Any, path: Path) -> None:
+    """Refuse a checkpoint of a file datamodule trained on other columns or classes."""
+    state = checkpoint.get(type(datamodule).__qualname__)
+    mismatch = getattr(datamodule, "mismatch", None)
+    if isinstance(state, dict) and mismatch is not None:
+        reason = mismatch(state)
+        if reason is not None:
+            raise UserError(f"{path}: does not fit this data: the checkpoint was {reason}")
+
+
 def _plain(value: Any) -> Any:
     return list(value) if isinstance(value, tuple) else value

@@ -174,4 +174,9 @@ class KeepExistingConfig(SaveConfigCallback):
         if trainer.strategy.broadcast(exists):
             self.already_saved = True
             return
+        # What the data found in its file (the classes of a classification, the feature
+        # columns) is part of the run's config: later commands read it from there.
+        recorded = getattr(trainer.datamodule, "recorded_arguments", dict)()
+        for key, value in recorded.items():
+            self.config[f"data.init_args.{key}"] = value
         super().setup(trainer, pl_module, stage)

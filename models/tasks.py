@@ -137,10 +137,10 @@ class Task(LightningModule):
 
     def predict_step(self, batch: Any, batch_idx: int) -> dict[str, torch.Tensor]:
         """Predictions of one batch, with its targets when the batch has them."""
-        x, y = (batch[0], batch[1]) if isinstance(batch, list | tuple) else (batch, None)
+        x, *rest = batch if isinstance(batch, list | tuple) else (batch,)
         predictions = self.describe_predictions(self(x))
-        if y is not None:
-            predictions["target"] = y
+        if rest:
+            predictions["target"] = rest[0]
         return predictions
 
     def describe_predictions(self, outputs: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -235,5 +235,6 @@ class ClassificationTask(Task):
         return F.cross_entropy(outputs, targets)
 
     def describe_predictions(self, outputs: torch.Tensor) -> dict[str, torch.Tensor]:
-        probability, predicted = outputs.softmax(dim=1).max(dim=1)
-        return {"class": predicted, "probability": probability}
+        probabilities = outputs.softmax(dim=1)
+        probability, predicted = probabilities.max(dim=1)
+        return {"class": predicted, "probability": probability, "probabilities": probabilities}

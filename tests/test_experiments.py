@@ -49,6 +49,9 @@ def test_linear_regression_recovers_the_line(run_cli):
         ("scratch_two_layer", "train/acc", 0.95),
         ("scratch_two_layer", "test/acc", 0.9),
         ("recurrent", "test/acc", 0.9),
+        ("iris", "test/acc", 0.95),
+        ("digits", "test/acc", 0.95),
+        ("wine_flavanoids", "test/r2", 0.75),
     ],
 )
 def test_experiment_reaches_its_stated_result(run_cli, name, metric, at_least):
