@@ -319,3 +319,32 @@ def test_a_checkpoint_of_other_columns_or_classes_is_refused(
     assert exit_info.value.code == 2
     assert line.startswith(f"error: {last}: does not fit")
     assert message in line or "in the checkpoint" in line
+
+
+def test_new_arrays_are_predicted_by_their_index(run_cli, tmp_path):
+    generator = np.random.default_rng(0)
+    x = generator.standard_normal((100, 6)).astype(np.float32)
+    np.savez(tmp_path / "arrays.npz", x=x, y=x[:, :2].sum(1))
+    np.savez(tmp_path / "new.npz", x=x[:3] * 2)
+    data = {"path": str(tmp_path / "arrays.npz"), "kind": "regression"}
+    args = [
+        "--config",
+        config("two_layer_relu"),
+        f"--data={json.dumps({'class_path': 'datamodules.ArrayData', 'init_args': data})}",
+    ]
+    run_cli("fit", *args, "--trainer.max_epochs", "2", *NO_TEST)
+    cli = run_cli(
+        "predict",
+        *args,
+        "--ckpt_path",
+        "last",
+        "--data.init_args.predict_path",
+        str(tmp_path / "new.npz"),
+    )
+    with open(cli.trainer.log_dir + "/predictions.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [row["index"] for row in rows] == ["0", "1", "2"]
+    task = LightningModule.load_from_checkpoint(cli.config.predict.ckpt_path).eval()
+    with torch.no_grad():
+        expected = task((torch.from_numpy(x[:3] * 2) - cli.datamodule.mean) / cli.datamodule.std)
+    assert [float(row["prediction"]) for row in rows] == pytest.approx(expected.flatten().tolist())
