@@ -131,13 +131,26 @@ class ExperimentCLI(LightningCLI):
 
     # Options -------------------------------------------------------------------------------
 
-    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+    def init_parser(self, **kwargs: Any) -> LightningArgumentParser:
+        parser = super().init_parser(**kwargs)
+        for action in parser._actions:  # argparse keeps no other handle on an added option
+            if action.dest == "config":
+                action.help = (
+                    "An experiment's YAML (experiments/<name>.yaml), or a run's own "
+                    "config.yaml to go on with that run; further files apply on top."
+                )
+        return parser
+
+    def add_default_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        # The project's own options, right after --config and --seed_everything: before the
+        # Trainer's sixty, where --help shows them first.
+        super().add_default_arguments_to_parser(parser)
         parser.add_argument(
             "--experiment",
             type=str | None,
             default=None,
             help="Run name: runs go to lightning_logs/EXPERIMENT/version_<n>/. "
-            "Defaults to the name of the first --config file.",
+            "Default: the name of the first --config file.",
         )
         parser.add_argument(
             "--test_after_fit",
@@ -152,12 +165,6 @@ class ExperimentCLI(LightningCLI):
             help="Make Lightning's per-step bookkeeping cheap (experiments/fastpath); false runs "
             "plain Lightning, with the same results bit for bit, more slowly.",
         )
-        # Shape facts come from the datamodule once it exists. jsonargparse skips a link whose
-        # source the datamodule lacks (num_classes of regression data). Shapes travel as lists:
-        # the checkpoint's hparams.yaml must load with yaml.safe_load, which rejects tuples.
-        for source, target in LINKED.items():
-            compute = list if source == "data.input_shape" else None
-            parser.link_arguments(source, target, compute_fn=compute, apply_on="instantiate")
         # Callback groups of the command line; assembly.callbacks decides which join a Trainer.
         for name, group in (
             ("checkpoint", RunCheckpoint),
@@ -166,6 +173,14 @@ class ExperimentCLI(LightningCLI):
         ):
             parser.add_class_arguments(group, name, fail_untyped=False, sub_configs=True)
         parser.set_defaults(CHECKPOINT_DEFAULTS)
+
+    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        # Shape facts come from the datamodule once it exists. jsonargparse skips a link whose
+        # source the datamodule lacks (num_classes of regression data). Shapes travel as lists:
+        # the checkpoint's hparams.yaml must load with yaml.safe_load, which rejects tuples.
+        for source, target in LINKED.items():
+            compute = list if source == "data.input_shape" else None
+            parser.link_arguments(source, target, compute_fn=compute, apply_on="instantiate")
 
     # Runs and checkpoints ----------------------------------------------------------------------
 
@@ -186,10 +201,55 @@ class ExperimentCLI(LightningCLI):
             logger_args["version"] = self.run_version
         if config.get("ckpt_path") is not None:
             logger_args |= self.resolve_checkpoint(config, root)
-        if trainer.logger is None or trainer.logger is True:
+        ours = (
+            isinstance(trainer.logger, Namespace) and trainer.logger.class_path == rundir.RUN_LOGGER
+        )
+        if trainer.logger is None or trainer.logger is True or ours:
             trainer.logger = Namespace(
-                class_path="experiments.rundir.RunLogger", init_args=Namespace(**logger_args)
+                class_path=rundir.RUN_LOGGER, init_args=Namespace(**logger_args)
             )
+
+    def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
+        """Parse the command line; when it names a run, read that run's own config beneath it.
+
+        ``--ckpt_path last``, ``best`` or a file inside a run, and ``--config
+        <run>/config.yaml``, name a run: the command then builds the run's model and data as
+        the run was trained, from its ``config.yaml``, and the command line's other arguments
+        go on top (a ``batch_size``, a ``predict_path``). The user never repeats a run's
+        overrides, and an evaluation writes into the run. A checkpoint from outside any run
+        is checked against the config given instead.
+        """
+        super().parse_arguments(parser, args)
+        if not isinstance(args, list | tuple | None):
+            return
+        argv = list(sys.argv[1:] if args is None else args)
+        subcommand = self.config.get("subcommand")
+        if subcommand is None:
+            return
+        config = self.config[subcommand]
+        configs = [Path(str(path)) for path in config.get("config") or []]
+        named = next((run for run in map(rundir.run_of_config, configs) if run), None)
+        ckpt_path = config.get("ckpt_path")
+        root = Path(config.trainer.default_root_dir or ".") / rundir.LOG_DIR_NAME
+        if ckpt_path is None and named is not None:
+            # The run named by its config: continue it, or evaluate its best checkpoint, in it.
+            found = resume.checkpoint_of(named, "last" if subcommand == "fit" else "best")
+            where = ["--trainer.default_root_dir", str(named.parent.parent.parent)]
+            where += ["--experiment", named.parent.name]
+            if found is not None:
+                where += ["--ckpt_path", str(found)]
+            elif subcommand == "fit":
+                self.run_version = resume.version_of(named)
+            else:
+                raise UserError(f"{named}: the run has no checkpoint to {subcommand}")
+            super().parse_arguments(parser, [*argv, *where])
+            return
+        if ckpt_path is None:
+            return
+        experiment = config.experiment or rundir.experiment_name(configs, DEFAULT_EXPERIMENT)
+        run = resume.resolve(str(ckpt_path), subcommand, root, experiment).run
+        if run is not None and (run / rundir.CONFIG_FILE).is_file() and named != run:
+            super().parse_arguments(parser, with_config(argv, subcommand, run / rundir.CONFIG_FILE))
 
     def resolve_checkpoint(self, config: Namespace, root: Path) -> dict[str, int]:
         """Turn ``--ckpt_path`` into a checked file; return the logger arguments of its run."""
@@ -324,12 +384,63 @@ class ExperimentCLI(LightningCLI):
         print(report.summary(self.trainer, metrics, paths, run_dir), flush=True)
 
 
-def default_config_kwargs(args: Sequence[str]) -> dict[str, dict[str, list[str]]]:
-    """Parser settings that load the default experiment's YAML when no --config is given."""
-    if any(a in ("-c", "--config") or a.startswith("--config=") for a in args):
-        return {}
-    default = str(EXPERIMENTS_DIR / f"{DEFAULT_EXPERIMENT}.yaml")
-    return {sub: {"default_config_files": [default]} for sub in SUBCOMMANDS}
+def with_config(argv: Sequence[str], subcommand: str, config: Path) -> list[str]:
+    """``argv`` with ``config`` in place of its first config file (the experiment's), right
+    after the subcommand; any further config files still apply on top of it."""
+    kept: list[str] = []
+    replaced = skip = False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg in ("-c", "--config") and not replaced:
+            replaced = skip = True
+        elif arg.startswith("--config=") and not replaced:
+            replaced = True
+        else:
+            kept.append(arg)
+    at = kept.index(subcommand) + 1 if subcommand in kept else 0
+    return [*kept[:at], "--config", str(config), *kept[at:]]
+
+
+PROGRAM = "python -m experiments"
+DESCRIPTION = (
+    "Train, evaluate and predict with the experiments of this project, each a YAML file in "
+    "experiments/ (the default: mlp_classification). Runs go to "
+    "lightning_logs/<experiment>/version_<n>/; --ckpt_path last or best continues or evaluates "
+    "the newest run, from its own config. The project's options come first; --trainer.*, "
+    "--model.* and --data.* set anything in the YAML, e.g. "
+    "--model.init_args.optimizer.init_args.lr 0.01; --model.init_args.network.help models.MLP "
+    "lists a network's options."
+)
+SUBCOMMAND_HELP = {
+    "fit": "Train a new run, or continue one with --ckpt_path last; then test its best "
+    "checkpoint (--test_after_fit).",
+    "validate": "Evaluate a run's checkpoint on the validation split (--ckpt_path best|last|FILE).",
+    "test": "Evaluate a run's checkpoint on the test split (--ckpt_path best|last|FILE).",
+    "predict": "Write predictions.csv into a run: of the test split, or of the file "
+    "--data.init_args.predict_path.",
+}
+
+
+def parser_kwargs(args: Sequence[str]) -> dict[str, Any]:
+    """The parsers' settings: what --help says, and the default experiment's YAML when no
+    --config is given (for --help, the given config files, so that it shows their values)."""
+    given = [a for a in args if a in ("-c", "--config") or a.startswith("--config=")]
+    configs = [args[i + 1] for i, a in enumerate(args[:-1]) if a in ("-c", "--config")]
+    configs += [a.split("=", 1)[1] for a in args if a.startswith("--config=")]
+    helping = any(a in ("-h", "--help") for a in args)
+    defaults = [str(EXPERIMENTS_DIR / f"{DEFAULT_EXPERIMENT}.yaml")] if not given else []
+    if helping and configs:
+        defaults = [str(Path(c).resolve()) for c in configs]
+    kwargs: dict[str, Any] = {"prog": PROGRAM, "description": DESCRIPTION}
+    for sub in SUBCOMMANDS:
+        kwargs[sub] = {
+            "description": SUBCOMMAND_HELP[sub],
+            "usage": f"{PROGRAM} {sub} [--config FILE] [options]",
+        }
+        if defaults:
+            kwargs[sub]["default_config_files"] = defaults
+    return kwargs
 
 
 def main(args: Sequence[str] | None = None) -> ExperimentCLI:
@@ -340,7 +451,7 @@ def main(args: Sequence[str] | None = None) -> ExperimentCLI:
     """
     argv = sys.argv[1:] if args is None else list(args)
     try:
-        return ExperimentCLI(args=args, parser_kwargs=default_config_kwargs(argv))
+        return ExperimentCLI(args=args, parser_kwargs=parser_kwargs(argv))
     except UserError as error:
         if os.environ.get("EXPERIMENTS_TRACEBACK"):
             raise

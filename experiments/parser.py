@@ -226,8 +226,30 @@ _argv: list[str] = []
 _depth = [0]
 
 
+CKPT_PATH_HELP = (
+    "The checkpoint to continue (fit) or evaluate: 'last' (the newest run's last.ckpt), 'best' "
+    "(its best checkpoint by val/loss; not for fit), or a .ckpt file. A checkpoint of a run "
+    "builds the run's own model and data from its config.yaml, and writes into that run."
+)
+WEIGHTS_ONLY_HELP = (
+    "Checkpoints are always read with torch.load(weights_only=True) here: only tensors and "
+    "plain values; a file holding pickled code is refused. false is not accepted."
+)
+
+
 class ExperimentParser(LightningArgumentParser):
     """``LightningArgumentParser`` that reports a rejected command line in one line."""
+
+    def add_method_arguments(self, *args: Any, **kwargs: Any) -> list[str]:
+        # The Trainer's own help for these two speaks of Lightning's registry and of unsafe
+        # loading; here they mean what the project does with them.
+        added = super().add_method_arguments(*args, **kwargs)
+        for action in self._actions:
+            if action.dest == "ckpt_path":
+                action.help = CKPT_PATH_HELP
+            elif action.dest == "weights_only":
+                action.help, action.default = WEIGHTS_ONLY_HELP, True
+        return added
 
     def parse_args(self, args: Sequence[str] | None = None, *more: Any, **kwargs: Any) -> Any:
         if _depth[0] == 0:

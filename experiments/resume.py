@@ -43,6 +43,19 @@ def best_checkpoint(run: Path) -> Path | None:
     return candidates[-1] if candidates else None
 
 
+def checkpoint_of(run: Path, which: str) -> Path | None:
+    """The run's ``last.ckpt`` or best checkpoint (``which``), if it has one."""
+    if which == "best":
+        return best_checkpoint(run) or checkpoint_of(run, "last")
+    last = run / "checkpoints" / "last.ckpt"
+    return last if last.is_file() else None
+
+
+def version_of(run: Path) -> int:
+    """The number of the run directory ``version_<n>``."""
+    return int(VERSION.fullmatch(run.name).group(1))
+
+
 def resolve(ckpt_path: str, subcommand: str, root: Path, experiment: str) -> Resolved:
     """The checkpoint that ``ckpt_path`` names for ``subcommand`` of ``experiment``."""
     if ckpt_path in ("last", "best"):

@@ -26,6 +26,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from jsonargparse import Namespace
 from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.cli import SaveConfigCallback
 from lightning.pytorch.loggers import TensorBoardLogger
@@ -34,7 +35,9 @@ from lightning.pytorch.utilities import rank_zero_only
 from experiments.errors import UserError
 
 LOG_DIR_NAME = "lightning_logs"
+CONFIG_FILE = "config.yaml"
 VERSION = re.compile(r"version_(\d+)")
+RUN_LOGGER = "experiments.rundir.RunLogger"
 LOCK_FILE = "run.lock"
 
 
@@ -43,6 +46,14 @@ def experiment_name(config_files: Sequence[object] | None, default: str) -> str:
     for path in config_files or ():
         return Path(str(path)).stem
     return default
+
+
+def run_of_config(path: Path) -> Path | None:
+    """The run whose ``config.yaml`` ``path`` is, or ``None`` for any other config file."""
+    run = path.parent
+    if path.name == CONFIG_FILE and VERSION.fullmatch(run.name):
+        return run
+    return None
 
 
 def version_numbers(experiment_dir: Path) -> list[int]:
@@ -176,7 +187,16 @@ class KeepExistingConfig(SaveConfigCallback):
             return
         # What the data found in its file (the classes of a classification, the feature
         # columns) is part of the run's config: later commands read it from there.
+        saved = self.config = self.config.clone()  # what is saved, not what the CLI runs on
         recorded = getattr(trainer.datamodule, "recorded_arguments", dict)()
         for key, value in recorded.items():
-            self.config[f"data.init_args.{key}"] = value
+            saved[f"data.init_args.{key}"] = value
+        # The config is what the run is, not where it was written or what it started from:
+        # the CLI fills the logger in for every command, and the checkpoint comes from the
+        # command line ("--config <run>/config.yaml" then works for any command).
+        logger = saved.get("trainer.logger")
+        if isinstance(logger, Namespace) and logger.get("class_path") == RUN_LOGGER:
+            saved["trainer.logger"] = None
+        if "ckpt_path" in saved:
+            saved["ckpt_path"] = None
         super().setup(trainer, pl_module, stage)
