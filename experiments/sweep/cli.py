@@ -73,7 +73,26 @@ def start_workers(args: argparse.Namespace, count: int, root: Path) -> list[subp
         command += ["--trials", str(args.trials)]
     if args.storage:
         command += ["--storage", args.storage]
-    return [subprocess.Popen([*command, "--worker", str(index)]) for index in range(1, count)]
+    # Each worker in a session of its own: a terminal's Ctrl-C reaches only this process, which
+    # passes it on once. Were the workers in its process group as well, each would get the
+    # signal twice, directly and passed on, and a second signal gives the running epoch up.
+    return [
+        subprocess.Popen([*command, "--worker", str(index)], start_new_session=True)
+        for index in range(1, count)
+    ]
+
+
+def end_with_the_leader() -> None:
+    """Have the kernel send this worker SIGTERM when the process that started it dies, even by
+    SIGKILL: the worker then stops after its epoch, checkpointed, as on any SIGTERM (Linux)."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    pr_set_pdeathsig = 1  # from <linux/prctl.h>
+    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+    if os.getppid() == 1:  # the leader died before the line above: nobody to outlive
+        sys.exit(128 + signal.SIGTERM)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -113,6 +132,7 @@ def run(args: argparse.Namespace) -> int:
         threads=max(1, cpu_count() // args.workers),
     )
     if not leading:
+        end_with_the_leader()
         return worker.run()
     others = start_workers(args, args.workers, root)
 
