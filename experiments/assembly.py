@@ -3,18 +3,22 @@
 * The user's callbacks come first, as given; then the project's: the random state kept in
   checkpoints, the stop at an epoch's end on Ctrl-C or SIGTERM, the check for a diverging loss;
   then the command line's groups: ``--checkpoint.*`` (unless the user turned checkpointing
-  off), ``--figures.*``, and ``--predictions.*`` for ``predict`` only, where it acts.
+  off), ``--figures.*``, and ``--predictions.*`` for ``predict`` only, where it acts; then,
+  unless the user chose their own or turned them off, the model summary without its empty
+  FLOPs column, and one line per epoch in place of the progress bar where the output is not
+  a terminal (experiments/terminal.py).
 * The crash-safe checkpoint writer joins the user's plugins.
 """
 
 from collections.abc import Sequence
 from typing import Any
 
-from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.callbacks import Callback, ModelSummary, ProgressBar
 
 from experiments.checkpoint import RandomState, SafeCheckpointIO
 from experiments.interrupt import StopOnSignal
 from experiments.sanity import FiniteLoss
+from experiments.terminal import EpochLines, Summary, output_is_terminal
 
 # The command line's callback groups, and the subcommands each one joins (None: all of them).
 GROUPS: dict[str, Sequence[str] | None] = {
@@ -45,7 +49,24 @@ def callbacks(
         if name == "checkpoint" and trainer_config.get("enable_checkpointing") is False:
             continue  # the Trainer refuses to start with a checkpoint callback and this setting
         chosen.append(callback)
-    return [*as_list(trainer_config.get("callbacks")), *chosen]
+    users = as_list(trainer_config.get("callbacks"))
+    # Lightning adds its own summary and bar only where the callbacks hold none: these take
+    # their places, and a user's own summary or bar is left to act alone.
+    bare = bool(trainer_config.get("barebones"))  # Lightning refuses both there
+    if (
+        not bare
+        and trainer_config.get("enable_model_summary") is not False
+        and not any(isinstance(c, ModelSummary) for c in users)
+    ):
+        chosen.append(Summary())
+    if (
+        not bare
+        and trainer_config.get("enable_progress_bar") is not False
+        and not any(isinstance(c, ProgressBar) for c in users)
+        and not output_is_terminal()
+    ):
+        chosen.append(EpochLines())
+    return [*users, *chosen]
 
 
 def plugins(trainer_config: dict[str, Any], writer: SafeCheckpointIO) -> list[Any]:

@@ -40,10 +40,13 @@ from experiments.checkpoint import RunCheckpoint, SafeCheckpointIO
 from experiments.errors import UserError
 from experiments.figures import FigureLogger
 from experiments.interrupt import StopOnSignal
-from experiments.parser import ExperimentParser, condense
+from experiments.parser import ExperimentParser, condense, load_class
 from experiments.predictions import PredictionWriter
+from experiments.runs import STOPPED_AT, STOPPED_BY
 from experiments.sanity import check_linked_overrides, check_run, check_writable
+from experiments.settings import flat_hparams
 from models import Task
+from models.checks import network_contract
 
 EXPERIMENTS_DIR = Path(__file__).resolve().parent
 DEFAULT_EXPERIMENT = "mlp_classification"
@@ -82,6 +85,10 @@ class _DropAdverts(logging.Filter):
 
 
 logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(_DropAdverts())
+
+
+class NothingToTrainError(Exception):
+    """``fit`` resumed a run that has already reached ``max_epochs`` or ``max_steps``."""
 
 
 class ExperimentCLI(LightningCLI):
@@ -123,6 +130,15 @@ class ExperimentCLI(LightningCLI):
                 args=args,
                 **kwargs,
             )
+        except NothingToTrainError as done:  # raised before anything is built or written
+            if rank_zero_only.rank == 0:
+                self.say_nothing_to_train(*done.args)
+        except SystemExit:
+            # Lightning ends a training stopped at once by a second Ctrl-C with exit(1).
+            if self.stop_on_signal.forced is None:
+                raise
+            trainer = getattr(self, "trainer", None)
+            report.forced_stop(trainer, self.stop_on_signal.forced, self.config.fit)
         finally:
             if self.remove_fast_path is not None:
                 self.remove_fast_path()
@@ -193,6 +209,12 @@ class ExperimentCLI(LightningCLI):
             raise UserError(
                 f"trainer.max_epochs must be a positive integer, got {trainer.max_epochs}"
             )
+        if config.get("weights_only") is False:
+            raise UserError(
+                "--weights_only false: checkpoints are only read with weights_only=True here "
+                "(tensors and plain values), so a file holding pickled code is never run"
+            )
+        check_network_contract(config)
         check_linked_overrides(config, LINKED)
         root = Path(trainer.default_root_dir or ".") / rundir.LOG_DIR_NAME
         check_writable(root)
@@ -215,9 +237,12 @@ class ExperimentCLI(LightningCLI):
         ``--ckpt_path last``, ``best`` or a file inside a run, and ``--config
         <run>/config.yaml``, name a run: the command then builds the run's model and data as
         the run was trained, from its ``config.yaml``, and the command line's other arguments
-        go on top (a ``batch_size``, a ``predict_path``). The user never repeats a run's
-        overrides, and an evaluation writes into the run. A checkpoint from outside any run
-        is checked against the config given instead.
+        go on top (a ``batch_size``, a ``predict_path``). ``fit`` continues the run with all of
+        its config, Trainer included; ``validate``, ``test`` and ``predict`` take its model and
+        data, and their Trainer from the config and command line given (all of the run's with
+        ``--config <run>/config.yaml``). The user never repeats a run's overrides, and an
+        evaluation writes into the run. A checkpoint from outside any run is checked against
+        the config given instead.
         """
         super().parse_arguments(parser, args)
         if not isinstance(args, list | tuple | None):
@@ -242,14 +267,27 @@ class ExperimentCLI(LightningCLI):
                 self.run_version = resume.version_of(named)
             else:
                 raise UserError(f"{named}: the run has no checkpoint to {subcommand}")
-            super().parse_arguments(parser, [*argv, *where])
+            self.reparse(parser, [*argv, *where])
             return
         if ckpt_path is None:
             return
         experiment = config.experiment or rundir.experiment_name(configs, DEFAULT_EXPERIMENT)
         run = resume.resolve(str(ckpt_path), subcommand, root, experiment).run
         if run is not None and (run / rundir.CONFIG_FILE).is_file() and named != run:
-            super().parse_arguments(parser, with_config(argv, subcommand, run / rundir.CONFIG_FILE))
+            mine = self.config
+            self.reparse(parser, with_config(argv, subcommand, run / rundir.CONFIG_FILE))
+            if subcommand != "fit":
+                # An evaluation takes the run's model and data, and runs as this command says:
+                # its Trainer (devices, strategy, precision) is not the run's, which may have
+                # trained on eight GPUs.
+                theirs, self.config = self.config, mine
+                for key in ("model", "data"):
+                    self.config[f"{subcommand}.{key}"] = theirs[f"{subcommand}.{key}"]
+
+    def reparse(self, parser: LightningArgumentParser, args: list[str]) -> None:
+        # Not through LightningCLI.parse_arguments: it warns when it gets a list beside
+        # sys.argv, which is how a command line rewritten here always comes.
+        self.config = parser.parse_args(args)
 
     def resolve_checkpoint(self, config: Namespace, root: Path) -> dict[str, int]:
         """Turn ``--ckpt_path`` into a checked file; return the logger arguments of its run."""
@@ -265,6 +303,10 @@ class ExperimentCLI(LightningCLI):
             return {}  # a file from elsewhere: a new run, from its weights and training state
         run = {"version": found.version}
         if self.subcommand == "fit":
+            trainer = config.trainer
+            reached = resume.limit_reached(self.checkpoint, trainer.max_epochs, trainer.max_steps)
+            if reached is not None:
+                raise NothingToTrainError(*reached)
             step = self.checkpoint.get("global_step", 0)
             rank_zero_info(resume.resuming_message(found, self.checkpoint))
             # Hide anything the interrupted run logged after this checkpoint (a crash mid-epoch),
@@ -341,19 +383,46 @@ class ExperimentCLI(LightningCLI):
         mine = self.run_lock is None and self.trainer.is_global_zero
         if mine and isinstance(logger, rundir.RunLogger):
             self.run_lock = self.own_lock = rundir.RunLock(Path(logger.log_dir))
+        # Where the run goes, in full: a user who started elsewhere than the repository's root
+        # sees at once where lightning_logs/ is.
+        log_dir = getattr(logger, "log_dir", None)
+        if self.trainer.is_global_zero and log_dir:
+            print(f"Run directory: {Path(log_dir).resolve()}", flush=True)
+
+    def say_nothing_to_train(self, done: str, limit: str, option: str, further: int) -> None:
+        """A resumed run that had already reached its end: say so, and how to go further."""
+        where = self.checkpoint_file
+        run = self.checkpoint_file.parent.parent if where is not None else None
+        name = f"the run {run}" if run is not None and rundir.VERSION.fullmatch(run.name) else where
+        print(
+            f"Nothing to train: {name} has trained {done}, and {limit}.\n"
+            f"To train further: {report.continue_command(self.config.fit)} {option} {further}",
+            flush=True,
+        )
 
     def after_fit(self) -> None:
         trainer = self.trainer
         if self.stop_on_signal.received is not None:
             report.interrupted(trainer, self.stop_on_signal.received, self.config.fit)
         metrics = report.stage_metrics(trainer, "val")
+        heading = f"At the last epoch ({trainer.current_epoch - 1}):"
         # Read before testing: loading the best checkpoint restores the callback's state too.
         paths = report.checkpoint_paths(trainer)
+        stopped = report.stop_reason(trainer)
+        run_dir = trainer.log_dir  # a broadcast from the first process: every process asks
+        best = None
+        if trainer.is_global_zero and run_dir and not trainer.fast_dev_run:
+            best = report.best_validation(trainer, Path(run_dir))
+        if best is not None:
+            heading, metrics = best
         if self.config.fit.test_after_fit and not trainer.fast_dev_run and trainer.state.finished:
-            best = paths.get("Best") or None
-            trainer.test(self.model, datamodule=self.datamodule, ckpt_path=best, verbose=False)
+            best_file = paths.get("Best") or None
+            trainer.test(self.model, datamodule=self.datamodule, ckpt_path=best_file, verbose=False)
             metrics |= report.stage_metrics(trainer, "test")
-        self.report(metrics, paths)
+        outcome = {}
+        if stopped is not None:
+            outcome = {STOPPED_BY: stopped[0], STOPPED_AT: trainer.current_epoch - 1}
+        self.report(metrics, paths, heading, stopped[1] if stopped else None, outcome)
 
     def after_validate(self) -> None:
         checkpoint = {"Checkpoint": str(self.config.validate.ckpt_path or "")}
@@ -371,7 +440,14 @@ class ExperimentCLI(LightningCLI):
         if writer is not None and writer.path is not None:
             print(f"Predictions: {writer.path}", flush=True)
 
-    def report(self, metrics: dict[str, float], paths: dict[str, str]) -> None:
+    def report(
+        self,
+        metrics: dict[str, float],
+        paths: dict[str, str],
+        heading: str | None = None,
+        stopped: str | None = None,
+        outcome: dict[str, report.HParam] | None = None,
+    ) -> None:
         """Fill TensorBoard's hyperparameters tab and print the summary (first process only)."""
         if self.trainer.fast_dev_run:
             return
@@ -379,9 +455,20 @@ class ExperimentCLI(LightningCLI):
         if not self.trainer.is_global_zero:
             return
         resolved = yaml.safe_load(self.parser.dump(self.config, skip_link_targets=False))
-        params = report.flat_hparams(resolved[self.subcommand])
+        params = flat_hparams(resolved[self.subcommand]) | (outcome or {})
         report.write_hparams(self.trainer, params, sorted(metrics))
-        print(report.summary(self.trainer, metrics, paths, run_dir), flush=True)
+        print(report.summary(self.trainer, metrics, paths, run_dir, heading, stopped), flush=True)
+
+
+def check_network_contract(config: Namespace) -> None:
+    """Refuse a network that cannot take the data's shapes, even one that would build without
+    them (defaults for ``in_features`` and ``num_classes`` would train the wrong sizes)."""
+    network = config.get("model.init_args.network")
+    class_path = network.get("class_path") if isinstance(network, Namespace) else None
+    found = load_class(class_path) if isinstance(class_path, str) else None
+    broken = network_contract(found) if found is not None else None
+    if broken:
+        raise UserError(f"model.network: {broken}")
 
 
 def with_config(argv: Sequence[str], subcommand: str, config: Path) -> list[str]:

@@ -3,7 +3,9 @@
 Lightning 2.6 exits with status 0 on SIGTERM and, on Ctrl-C, stops mid-epoch without saving.
 Here the first signal lets the running epoch finish (a few seconds for these networks), so the
 checkpoint written at its end resumes exactly; the program then exits with 130 (SIGINT) or
-143 (SIGTERM). A second signal stops at once, keeping the previous epoch's checkpoint.
+143 (SIGTERM). A second signal stops at once, keeping the previous epoch's checkpoint: the CLI
+then names that checkpoint and exits with the same status (Lightning's own handling of the
+interrupt would exit with 1).
 """
 
 import signal
@@ -23,6 +25,7 @@ class StopOnSignal(Callback):
 
     def __init__(self) -> None:
         self.received: int | None = None
+        self.forced: int | None = None  # a second signal, which stopped training at once
         self._previous: dict[int, Any] = {}
         self._trainer: pl.Trainer | None = None
 
@@ -41,6 +44,7 @@ class StopOnSignal(Callback):
         if getattr(previous, "wants_run_signals", False):
             previous(signum, frame)  # a caller that runs the CLI in-process (a sweep's worker)
         if self.received is not None:
+            self.forced = signum
             self._restore()
             raise KeyboardInterrupt
         self.received = signum

@@ -90,11 +90,70 @@ def condense(message: str, options: list[str] | None = None) -> str:
     if class_paths and about_class and class_paths[-1] not in reason:
         reason = f"class_path '{class_paths[-1]}': {reason}"
     where = ".".join(dict.fromkeys(keys))
+    known = known_cause(where, message, class_paths[-1] if class_paths else None, reason)
+    if known is not None:
+        return known
     text = f"{where}: {reason}" if where and not reason.startswith(where) else reason
     shown = given.group(1) if given else ""
     if shown and "Namespace(" not in shown and "NestedArg(" not in shown and shown not in text:
         text += f" (given: {shown})"
     return text
+
+
+def load_class(class_path: str) -> type | None:
+    """The class a ``class_path`` names, or ``None`` if it does not import."""
+    module, _, name = class_path.rpartition(".")
+    try:
+        found = getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError, ValueError):
+        return None
+    return found if inspect.isclass(found) else None
+
+
+NETWORK_CLASS = re.compile(
+    r"""network=Namespace\(class_path='([\w.]+)'|Parser key "network":\s+Problem with given """
+    r"""class_path '([\w.]+)'"""
+)
+
+
+def known_cause(where: str, message: str, class_path: str | None, reason: str) -> str | None:
+    """The real cause behind two of jsonargparse's vaguer refusals of a class, or ``None``.
+
+    * A user's network whose constructor lacks ``input_shape`` or ``num_outputs`` is refused
+      for a missing argument of its own (``in_features``): the line states the contract.
+    * A callback given without a required argument is refused as "a dict with parameters
+      accepted by the base class": the line names the callback and the argument.
+    """
+    network = NETWORK_CLASS.search(message) if where.startswith("model") else None
+    if network is not None:
+        from models.checks import network_contract
+
+        found = load_class(network.group(1) or network.group(2))
+        broken = network_contract(found) if found is not None else None
+        if broken:
+            return f"model.network: {broken}"
+    found = load_class(class_path) if class_path else None
+    if found is None:
+        return None
+    if where.startswith("trainer.callbacks") and "accepted by the base class" in reason:
+        try:
+            parameters = inspect.signature(found).parameters.values()
+        except (TypeError, ValueError):
+            return None
+        required = [
+            p.name
+            for p in parameters
+            if p.default is inspect.Parameter.empty
+            and p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+        ]
+        if required:
+            names = " and ".join(required)
+            return (
+                f"{where}: {found.__name__} needs {names}, which has no default: give it after "
+                f"the callback, e.g. --trainer.callbacks+={found.__name__} "
+                f"--trainer.callbacks.{required[0]} VALUE"
+            )
+    return None
 
 
 def command_line_pairs(argv: Sequence[str]) -> list[tuple[str, str]]:
@@ -249,6 +308,10 @@ class ExperimentParser(LightningArgumentParser):
                 action.help = CKPT_PATH_HELP
             elif action.dest == "weights_only":
                 action.help, action.default = WEIGHTS_ONLY_HELP, True
+            elif action.dest == "verbose":
+                # The project prints the metrics once, in the run's summary.
+                action.help = "Also print Lightning's own table of the metrics."
+                action.default = False
         return added
 
     def parse_args(self, args: Sequence[str] | None = None, *more: Any, **kwargs: Any) -> Any:

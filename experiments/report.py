@@ -1,45 +1,18 @@
 """What a run tells its user: the terminal summary and TensorBoard's hyperparameters tab."""
 
+import math
 import signal
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any, NoReturn
 
 import lightning.pytorch as pl
-from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint, Timer
 from lightning.pytorch.loggers import TensorBoardLogger
 
-HParam = bool | int | float | str
-
-
-def flat_hparams(config: Mapping[str, Any]) -> dict[str, HParam]:
-    """The run's plain settings for the hyperparameters tab, from its resolved config.
-
-    ``{class_path, init_args}`` nodes become ``name: class_path`` plus ``name.arg`` entries;
-    lists become text, and unset (null) values are left out.
-    """
-    flat: dict[str, HParam] = {}
-
-    def visit(name: str, value: Any) -> None:
-        if isinstance(value, Mapping) and "class_path" in value:
-            flat[name] = value["class_path"]
-            for key, inner in (value.get("init_args") or {}).items():
-                visit(f"{name}.{key}", inner)
-        elif isinstance(value, Mapping):
-            for key, inner in value.items():
-                visit(f"{name}.{key}" if name else key, inner)
-        elif isinstance(value, bool | int | float | str):
-            flat[name] = value
-        elif isinstance(value, list | tuple):
-            flat[name] = str(list(value))
-
-    model = dict(config.get("model") or {})
-    visit("task", {"class_path": model.get("class_path"), "init_args": {}})
-    for key, value in (model.get("init_args") or {}).items():
-        visit(key, value)
-    visit("data", config.get("data"))
-    visit("seed", config.get("seed_everything"))
-    visit("max_epochs", (config.get("trainer") or {}).get("max_epochs"))
-    return flat
+from experiments.rundir import run_of_config
+from experiments.runs import read_scalars
+from experiments.settings import HParam
 
 
 def write_hparams(trainer: pl.Trainer, params: dict[str, HParam], metric_tags: list[str]) -> None:
@@ -71,15 +44,23 @@ def checkpoint_paths(trainer: pl.Trainer) -> dict[str, str]:
 
 
 def summary(
-    trainer: pl.Trainer, metrics: Mapping[str, float], paths: Mapping[str, str], run_dir: str
+    trainer: pl.Trainer,
+    metrics: Mapping[str, float],
+    paths: Mapping[str, str],
+    run_dir: str,
+    heading: str | None = None,
+    stopped: str | None = None,
 ) -> str:
-    """A short table of final metrics, then where the run, its checkpoints and TensorBoard are."""
-    lines = []
+    """The run's metrics under ``heading`` (which says what they are measured on), why it
+    stopped early if it did, then where the run, its checkpoints and TensorBoard are."""
+    lines = [heading] if heading and metrics else []
     if metrics:
         width = max(len(name) for name in metrics)
         lines += [f"{'metric':<{width}}  value", f"{'-' * width}  --------"]
         lines += [f"{name:<{width}}  {value:.4f}" for name, value in sorted(metrics.items())]
         lines.append("")
+    if stopped:
+        lines.append(f"Stopped:     {stopped}")
     lines.append(f"Run:         {run_dir}")
     lines += [f"{label + ':':<12} {path}" for label, path in paths.items() if path]
     save_dir = next(
@@ -88,6 +69,71 @@ def summary(
     if save_dir:
         lines.append(f"TensorBoard: tensorboard --logdir {save_dir}")
     return "\n".join(lines)
+
+
+def best_validation(trainer: pl.Trainer, run_dir: Path) -> tuple[str, dict[str, float]] | None:
+    """The validation metrics logged at the best checkpoint's step, and a heading naming it.
+
+    The best checkpoint is the one ``test`` evaluates and the runs table reports; the metrics
+    of the last epoch may be worse. Read from the run's event files (written so far), so a
+    checkpoint from before a resume counts too. ``None`` without a best checkpoint.
+    """
+    checkpoint = trainer.checkpoint_callback
+    if not isinstance(checkpoint, ModelCheckpoint) or checkpoint.best_model_score is None:
+        return None
+    score = float(checkpoint.best_model_score)
+    for logger in trainer.loggers:
+        if isinstance(logger, TensorBoardLogger):
+            logger.experiment.flush()
+    scalars = read_scalars(run_dir)
+    step = next(
+        (
+            s
+            for s, value in scalars.get(checkpoint.monitor or "", [])
+            if math.isclose(value, score, rel_tol=1e-6, abs_tol=1e-12)
+        ),
+        None,
+    )
+    if step is None:
+        return None
+    metrics = {
+        tag: value
+        for tag, points in scalars.items()
+        if tag.startswith("val/")
+        for s, value in points
+        if s == step
+    }
+    epoch = next((int(v) for s, v in scalars.get("epoch", []) if s == step), None)
+    where = f"epoch {epoch}" if epoch is not None else f"step {step}"
+    return f"At the best checkpoint ({where}, by {checkpoint.monitor}):", metrics
+
+
+def stop_reason(trainer: pl.Trainer) -> tuple[str, str] | None:
+    """What stopped training before ``max_epochs``, and a line saying so; ``None`` otherwise.
+
+    EarlyStopping (with the epoch and its monitored value), ``max_time`` and ``max_steps``.
+    A signal and a diverging loss have their own messages.
+    """
+    epoch = trainer.current_epoch - 1  # the last epoch trained, numbered from 0
+    for callback in trainer.callbacks:
+        if isinstance(callback, EarlyStopping) and callback.stopped_epoch > 0:
+            # Lightning 2.6 words the reason (patience, threshold, divergence, not finite).
+            why = getattr(callback, "stopping_reason_message", None) or (
+                f"{callback.monitor} did not improve in {callback.patience} validations; best "
+                f"{float(callback.best_score):.4g}"
+            )
+            why = why.replace(" Signaling Trainer to stop.", "").rstrip(".")
+            return "EarlyStopping", f"after epoch {callback.stopped_epoch} by EarlyStopping: {why}"
+    max_epochs = trainer.max_epochs
+    if max_epochs not in (None, -1) and trainer.current_epoch >= max_epochs:
+        return None
+    timer = next((c for c in trainer.callbacks if isinstance(c, Timer)), None)
+    remaining = timer.time_remaining() if timer is not None else None
+    if remaining is not None and remaining <= 0:
+        return "max_time", f"after epoch {epoch}: the time limit max_time was reached"
+    if trainer.max_steps not in (None, -1) and trainer.global_step >= trainer.max_steps:
+        return "max_steps", f"after epoch {epoch}: max_steps={trainer.max_steps} reached"
+    return None
 
 
 def stage_metrics(trainer: pl.Trainer, *stages: str) -> dict[str, float]:
@@ -99,17 +145,47 @@ def stage_metrics(trainer: pl.Trainer, *stages: str) -> dict[str, float]:
     }
 
 
+def continue_command(config: Mapping[str, Any]) -> str:
+    """The command that continues the run of this ``fit`` from its last checkpoint."""
+    command = "python -m experiments fit"
+    first = Path(str(config["config"][0])) if config.get("config") else None
+    if first is not None and run_of_config(first) is not None:
+        return f"{command} --config {first}"  # that run, however many have started since
+    if first is not None:
+        command += f" --config {first}"
+    if config.get("experiment") and (first is None or config["experiment"] != first.stem):
+        command += f" --experiment {config['experiment']}"
+    return f"{command} --ckpt_path last"
+
+
 def interrupted(trainer: pl.Trainer, signum: int, config: Mapping[str, Any]) -> NoReturn:
     """Say where the stopped run's checkpoint is and how to continue; exit with 128 + signum."""
     paths = checkpoint_paths(trainer)
     if trainer.is_global_zero:
-        command = "python -m experiments fit"
-        if config.get("config"):
-            command += f" --config {config['config'][0]}"
         print(
             f"Stopped by {signal.Signals(signum).name} after epoch "
             f"{trainer.current_epoch - 1}: checkpoint {paths.get('Last', '(none)')}\n"
-            f"Continue with: {command} --ckpt_path last",
+            f"Continue with: {continue_command(config)}",
+            flush=True,
+        )
+    raise SystemExit(128 + signum)
+
+
+def forced_stop(trainer: pl.Trainer | None, signum: int, config: Mapping[str, Any]) -> NoReturn:
+    """After a second signal, which stopped training at once: name the last complete checkpoint
+    (the one of the last finished epoch) and how to continue; exit with 128 + signum."""
+    last = None
+    if trainer is not None and trainer.is_global_zero:
+        last = checkpoint_paths(trainer).get("Last")
+    if trainer is None or trainer.is_global_zero:
+        found = (
+            f"last complete checkpoint {last}"
+            if last and Path(last).is_file()
+            else ("no complete checkpoint yet")
+        )
+        print(
+            f"Stopped at once by a second {signal.Signals(signum).name}: {found}\n"
+            f"Continue with: {continue_command(config)}",
             flush=True,
         )
     raise SystemExit(128 + signum)

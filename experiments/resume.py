@@ -56,6 +56,28 @@ def version_of(run: Path) -> int:
     return int(VERSION.fullmatch(run.name).group(1))
 
 
+def limit_reached(
+    checkpoint: dict, max_epochs: int | None, max_steps: int | None
+) -> tuple[str, str, str, int] | None:
+    """What the checkpoint's run has trained, the limit (``max_epochs`` or ``max_steps``, as the
+    Trainer reads them) that it has reached, the option that raises it and a value that goes
+    further; ``None`` if there is training left to do."""
+    steps = -1 if max_steps is None else max_steps
+    if max_epochs is None:  # the Trainer's default: 1000 epochs unless max_steps is set
+        max_epochs = 1000 if steps == -1 else -1
+    step = checkpoint.get("global_step", 0)
+    if steps != -1 and step >= steps:
+        return f"{step} steps", f"max_steps is {steps}", "--trainer.max_steps", 2 * max(step, steps)
+    # An epoch is done once processed: a checkpoint written at its end counts it so (Lightning
+    # marks it completed only after the epoch-end hooks that save the checkpoint).
+    progress = checkpoint.get("loops", {}).get("fit_loop", {}).get("epoch_progress", {})
+    done = progress.get("current", {}).get("processed", checkpoint.get("epoch", 0))
+    if max_epochs != -1 and done >= max_epochs:
+        further = 2 * max(done, max_epochs)
+        return f"{done} epochs", f"max_epochs is {max_epochs}", "--trainer.max_epochs", further
+    return None
+
+
 def resolve(ckpt_path: str, subcommand: str, root: Path, experiment: str) -> Resolved:
     """The checkpoint that ``ckpt_path`` names for ``subcommand`` of ``experiment``."""
     if ckpt_path in ("last", "best"):

@@ -2,6 +2,7 @@
 
 from models.cnn import CNN
 from models.linear import LinearRegression
+from models.loading import load_task
 from models.mlp import MLP
 from models.recurrent import RecurrentNet
 from models.scratch import ScratchTwoLayer
@@ -16,4 +17,5 @@ __all__ = [
     "RegressionTask",
     "ScratchTwoLayer",
     "Task",
+    "load_task",
 ]

@@ -52,3 +52,34 @@ def one_of(name: str, value: Any, choices: Collection[Any]) -> Any:
     if value not in choices:
         raise ValueError(f"{name} must be one of {sorted(choices)}, got {value!r}")
     return value
+
+
+NETWORK_ARGUMENTS = ("input_shape", "num_outputs")
+
+
+def network_contract(network: type) -> str | None:
+    """What keeps ``network`` from being built the way every network here is, or ``None``.
+
+    The data gives each network two arguments: ``input_shape`` (one sample's shape, a list
+    such as ``[10]`` or ``[1, 28, 28]``) and ``num_outputs`` (the classes, or the regression
+    targets). A constructor written with other names, PyTorch's usual ``in_features`` and
+    ``num_classes`` say, never gets them.
+    """
+    import inspect
+
+    try:
+        parameters = inspect.signature(network).parameters
+    except (TypeError, ValueError):
+        return None
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
+        return None
+    missing = [name for name in NETWORK_ARGUMENTS if name not in parameters]
+    if not missing:
+        return None
+    name = f"{network.__module__}.{network.__qualname__}"
+    has = ", ".join(parameters) or "no arguments"
+    return (
+        f"network {name} lacks {' and '.join(missing)}: a network here is built as "
+        f"{network.__qualname__}(input_shape=<one sample's shape, a list>, num_outputs=<classes "
+        f"or targets>, <its own arguments>), both given by the data; its constructor takes {has}"
+    )

@@ -161,6 +161,8 @@ def test_the_fast_path_is_in_place_while_training_unless_switched_off(
             "fit",
             *args,
             "--trainer.callbacks+=tests.test_fastpath.Probe",
+            # Lightning's bar, as on a terminal (elsewhere a run prints lines, not a bar).
+            "--trainer.callbacks+=TQDMProgressBar",
             "--trainer.enable_model_summary",
             "false",
         ]

@@ -16,7 +16,7 @@ import pytest
 from PIL import Image
 
 from experiments.figures import DPI, FIGURE_SIZE
-from experiments.report import flat_hparams
+from experiments.settings import flat_hparams
 from tests.conftest import config
 
 EPOCHS = 20

@@ -21,6 +21,7 @@ def test_runs_table_lists_each_run(run_cli, tmp_path, capsys):
         "at",
         "best",
         "test",
+        "stopped",
     ]
     rows = {line.split()[0]: line.split() for line in lines[2:]}
     assert set(rows) == {"scratch_two_layer", "linear_regression"}
@@ -30,6 +31,36 @@ def test_runs_table_lists_each_run(run_cli, tmp_path, capsys):
     assert rows["linear_regression"][3] == f"{best:.4f}"
     assert rows["linear_regression"][4] == "r2"
     assert rows["scratch_two_layer"][4] == "acc"
+    assert rows["scratch_two_layer"][7] == "-"  # ran to max_epochs
+
+
+def test_the_settings_that_differ_and_an_early_stop_are_columns(run_cli, tmp_path, capsys):
+    scratch = ("--config", config("scratch_two_layer"), "--trainer.max_epochs", "12")
+    run_cli("fit", *scratch)
+    # A wider network, stopped early from the command line: no improvement of 10 in val/loss.
+    early = ("--trainer.callbacks+=EarlyStopping", "--trainer.callbacks.monitor", "val/loss")
+    early += ("--trainer.callbacks.patience", "1", "--trainer.callbacks.min_delta", "10")
+    run_cli("fit", *scratch, "--model.init_args.network.init_args.hidden_size", "16", *early)
+    run_cli("fit", "--config", config("linear_regression"), "--trainer.max_epochs", "3")
+    capsys.readouterr()
+    assert runs.main(["--root", str(tmp_path / "lightning_logs")]) == 0
+    header, _, *lines = capsys.readouterr().out.splitlines()
+    columns = header.split()[header.split().index("stopped") + 1 :]
+    # What differs between the two scratch_two_layer runs, and only that: the other
+    # experiment's settings are not compared with theirs, and the callback's own arguments
+    # are not columns of their own while only one run has it.
+    assert columns == ["callbacks", "network.hidden_size"]
+    rows = {line.split()[1] + line.split()[0]: line.split() for line in lines}
+    plain, stopped = rows["0scratch_two_layer"], rows["1scratch_two_layer"]
+    assert plain[7:] == ["-", "-", "8"]
+    assert stopped[7:] == ["EarlyStopping@1", "EarlyStopping", "16"]
+    assert rows["0linear_regression"][7:] == ["-", "-", "-"]
+    assert stopped[2] == "2"  # epochs 0 and 1
+    # TensorBoard's hyperparameters tab holds the same: the callbacks and the early stop.
+    hparams = runs.session_hparams(run_dir(tmp_path, "scratch_two_layer", 1))
+    assert hparams["callbacks"] == "EarlyStopping"
+    assert hparams["callbacks.EarlyStopping.patience"] == 1
+    assert (hparams[runs.STOPPED_BY], hparams[runs.STOPPED_AT]) == ("EarlyStopping", 1)
 
 
 def test_runs_table_refuses_a_missing_directory(tmp_path, capsys):

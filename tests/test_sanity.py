@@ -17,14 +17,7 @@ REFUSED = {
         ["input_shape", "linked from the data", "data.init_args"],
     ),
     "network output against the task": (
-        [
-            "--model.init_args.network.class_path",
-            "torch.nn.Linear",
-            "--model.init_args.network.init_args.in_features",
-            "10",
-            "--model.init_args.network.init_args.out_features",
-            "3",
-        ],
+        ["--model.init_args.network.class_path", "tests.usernets.OneTooMany"],
         ["outputs of shape [3] per sample", "ClassificationTask", "needs 2 logits"],
     ),
     "unwritable log directory": (

@@ -1,0 +1,288 @@
+"""What a user meets at the terminal: progress, the model summary, the run's summary, the
+messages of a stop, and loading a run in Python."""
+
+import fcntl
+import os
+import pty
+import re
+import signal
+import struct
+import subprocess
+import termios
+import threading
+import time
+
+import pytest
+import torch
+
+import models
+from experiments import runs
+from tests.conftest import (
+    NO_TEST,
+    config,
+    curves,
+    experiments_command,
+    run_dir,
+    run_experiments,
+    start_experiments,
+    subprocess_env,
+)
+
+EPOCH_LINE = re.compile(r"^epoch (\d+)  step (\d+)  .*train/loss \S+  .*val/loss \S+  [\d.]+ s$")
+
+
+@pytest.mark.slow
+def test_a_default_run_logged_to_a_file_is_a_line_per_epoch(tmp_path):
+    log = tmp_path / "fit.log"
+    with log.open("w") as out:
+        done = subprocess.run(
+            experiments_command("fit", quiet=False),
+            cwd=tmp_path,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=subprocess_env(),
+            timeout=300,
+            check=False,
+        )
+    text = log.read_text()
+    assert done.returncode == 0, text
+    lines = text.splitlines()
+    # Before: 538 lines of bar redraws for the same run.
+    assert len(lines) < 150, len(lines)
+    assert "\r" not in text
+    epochs = [int(m.group(1)) for m in map(EPOCH_LINE.match, lines) if m]
+    assert epochs == list(range(100))
+    # The model summary, without the FLOPs that no model here counts.
+    assert "Trainable params" in text
+    assert "FLOPs" not in text
+    assert "Flops" not in text
+    # The run directory, in full, before anything trains.
+    run = (tmp_path / "lightning_logs" / "mlp_classification" / "version_0").resolve()
+    assert lines.index(f"Run directory: {run}") < lines.index(next(filter(EPOCH_LINE.match, lines)))
+
+
+def test_on_a_terminal_the_bar_stays(tmp_path):
+    leader, follower = pty.openpty()
+    # A terminal 120 columns wide (a new pseudo-terminal has none, and tqdm then draws nothing).
+    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
+    process = subprocess.Popen(
+        experiments_command("fit", "--trainer.max_epochs", "2", *NO_TEST, quiet=False),
+        cwd=tmp_path,
+        stdout=follower,
+        stderr=follower,
+        env=subprocess_env(),
+    )
+    os.close(follower)
+    chunks: list[bytes] = []
+
+    def drain() -> None:
+        while True:
+            try:
+                chunk = os.read(leader, 65536)
+            except OSError:  # the other end closed
+                return
+            if not chunk:
+                return
+            chunks.append(chunk)
+
+    reader = threading.Thread(target=drain, daemon=True)
+    reader.start()
+    assert process.wait(timeout=120) == 0
+    reader.join(timeout=10)
+    os.close(leader)
+    text = b"".join(chunks).decode(errors="replace")
+    assert "it/s" in text  # tqdm's bar
+    assert not any(EPOCH_LINE.match(line.strip()) for line in text.splitlines())
+
+
+def test_test_metrics_are_printed_once(run_cli, tmp_path, capsys):
+    run_cli("fit", "--trainer.max_epochs", "2", *NO_TEST)
+    capsys.readouterr()
+    run_cli("test", "--ckpt_path", "best")
+    out = capsys.readouterr().out
+    assert out.count("test/loss") == 1, out
+
+
+def test_the_summary_shows_the_best_checkpoints_validation_metrics(run_cli, tmp_path, capsys):
+    # A learning rate this high makes val/loss jump about: its last value is not its best.
+    run_cli(
+        "fit",
+        "--trainer.max_epochs",
+        "8",
+        "--model.init_args.optimizer.init_args.lr",
+        "0.3",
+    )
+    out = capsys.readouterr().out
+    points = curves(run_dir(tmp_path, "mlp_classification"))["val/loss"]
+    _, best = min(points, key=lambda point: point[1])
+    assert best != points[-1][1], "the test needs a run whose last epoch is not its best"
+    heading = re.search(r"At the best checkpoint \(epoch (\d+), by val/loss\):", out)
+    assert heading is not None, out
+    shown = float(re.search(r"^val/loss\s+(\S+)$", out, re.MULTILINE).group(1))
+    assert shown == pytest.approx(best, abs=5e-5)
+    # The runs table gives the same figure.
+    table = runs.read_run(run_dir(tmp_path, "mlp_classification"))
+    assert table.best_val_loss == pytest.approx(shown, abs=5e-5)
+    assert f"best-epoch={heading.group(1)}-" in out
+
+
+@pytest.mark.parametrize(
+    ("args", "why"),
+    [
+        (
+            (
+                "--trainer.callbacks+=EarlyStopping",
+                "--trainer.callbacks.monitor",
+                "val/loss",
+                "--trainer.callbacks.patience",
+                "1",
+                "--trainer.callbacks.min_delta",
+                "10",
+            ),
+            r"after epoch 1 by EarlyStopping: .*val/loss",
+        ),
+        (("--trainer.max_steps", "30"), r"after epoch 1: max_steps=30 reached"),
+        (
+            ("--trainer.max_time", "00:00:00:01", "--trainer.max_epochs", "10000"),
+            r"after epoch \d+: the time limit max_time was reached",
+        ),
+    ],
+    ids=["EarlyStopping", "max_steps", "max_time"],
+)
+def test_a_run_that_stops_early_says_why_in_one_line(run_cli, capsys, args, why):
+    run_cli("fit", *args, *NO_TEST)
+    (line,) = [line for line in capsys.readouterr().out.splitlines() if line.startswith("Stopped:")]
+    assert re.search(why, line), line
+
+
+def test_a_run_that_reached_max_epochs_says_so_and_how_to_go_further(run_cli, tmp_path, capsys):
+    run_cli("fit", "--trainer.max_epochs", "2", *NO_TEST)
+    run = run_dir(tmp_path, "mlp_classification")
+    before = sorted(p.name for p in run.iterdir())
+    capsys.readouterr()
+    run_cli("fit", "--ckpt_path", "last")  # returns: the command exits 0
+    out = capsys.readouterr().out
+    assert "Nothing to train" in out
+    assert "has trained 2 epochs, and max_epochs is 2" in out
+    further = re.search(r"To train further: python -m experiments (.+)$", out, re.MULTILINE)
+    assert further is not None, out
+    assert sorted(p.name for p in run.iterdir()) == before  # nothing written
+    # The command it shows does train further, in the same run.
+    run_cli(*further.group(1).split())
+    assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["epoch"] == 3
+
+
+@pytest.mark.slow
+def test_a_second_ctrl_c_exits_130_naming_the_last_complete_checkpoint(tmp_path):
+    last = run_dir(tmp_path, "cnn") / "checkpoints" / "last.ckpt"
+    process = start_experiments(tmp_path, "fit", "--config", config("cnn"), *NO_TEST)
+    deadline = time.monotonic() + 120
+    while not last.exists():
+        assert process.poll() is None, process.communicate()
+        assert time.monotonic() < deadline, f"{last} never appeared"
+        time.sleep(0.1)
+    time.sleep(0.3)  # into the next epoch
+    process.send_signal(signal.SIGINT)
+    time.sleep(0.3)
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=120)
+    assert process.returncode == 130, err
+    assert "last complete checkpoint lightning_logs/cnn/version_0/checkpoints/last.ckpt" in out
+    assert "Continue with: python -m experiments fit --config" in out
+    torch.load(last, weights_only=True)  # complete: it loads
+
+
+def test_weights_only_false_is_refused_in_one_line(run_cli, tmp_path, capsys):
+    run_cli("fit", "--trainer.max_epochs", "1", *NO_TEST)
+    with pytest.raises(SystemExit) as stopped:
+        run_cli("test", "--ckpt_path", "last", "--weights_only", "false")
+    assert stopped.value.code != 0
+    (line,) = capsys.readouterr().err.strip().splitlines()[-1:]
+    assert line.startswith("error: --weights_only false")
+
+
+def test_help_says_what_the_program_and_its_options_are(tmp_path):
+    helped = run_experiments(tmp_path, "fit", "--help", quiet=False)
+    assert helped.returncode == 0, helped.stderr
+    text = helped.stdout
+    assert text.startswith("usage: python -m experiments fit")
+    assert "__main__" not in text
+    assert "Lightning Trainer command line tool" not in text
+    ckpt_path = text[text.index("  --ckpt_path CKPT_PATH") :][:500]
+    assert "hpc" not in ckpt_path
+    assert "registry" not in ckpt_path
+    # The project's options come before the Trainer's.
+    assert text.index("--experiment") < text.index("--trainer.accelerator")
+    assert text.index("--checkpoint.monitor") < text.index("--trainer.accelerator")
+    assert "'last' (the newest run's last.ckpt)" in " ".join(ckpt_path.split())
+    weights_only = " ".join(text[text.index("  --weights_only") :][:600].split())
+    assert "default: True" in weights_only
+    assert "recommend" not in weights_only
+    top = run_experiments(tmp_path, "--help", quiet=False).stdout
+    assert "Train, evaluate and predict" in top
+
+
+USER_NETWORK = """
+import torch
+from torch import nn
+
+
+class Tiny(nn.Module):
+    def __init__(self, input_shape: list[int], num_outputs: int, width: int = 8) -> None:
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Linear(input_shape[0], width),
+            nn.ReLU(),
+            nn.Dropout(0.5),
+            nn.Linear(width, num_outputs),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x)
+"""
+
+
+def test_a_users_network_trains_loads_in_python_or_says_what_to_do(tmp_path, monkeypatch):
+    code = tmp_path / "code"
+    code.mkdir()
+    (code / "usernet.py").write_text(USER_NETWORK)
+    env = subprocess_env()
+    repo = env["PYTHONPATH"]
+    fit = run_experiments(
+        tmp_path,
+        "fit",
+        "--model.init_args.network.class_path",
+        "usernet.Tiny",
+        "--trainer.max_epochs",
+        "1",
+        *NO_TEST,
+        env={**env, "PYTHONPATH": os.pathsep.join([str(code), repo])},
+    )
+    assert fit.returncode == 0, fit.stderr
+    checkpoint = run_dir(tmp_path, "mlp_classification") / "checkpoints" / "last.ckpt"
+    monkeypatch.syspath_prepend(str(code))
+    task = models.load_task(checkpoint)
+    assert not task.training  # dropout off: predictions are deterministic
+    x = torch.randn(4, 10)
+    assert torch.equal(task(x), task(x))
+    # Where the network's module is not importable: one message naming it and what to do.
+    failed = subprocess.run(
+        [experiments_command()[0], "-c", f"import models; models.load_task({str(checkpoint)!r})"],
+        cwd=tmp_path,
+        env={**env, "PYTHONPATH": repo},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert failed.returncode != 0
+    last = failed.stderr.strip().splitlines()[-1]
+    assert last.startswith("ModuleNotFoundError:"), failed.stderr
+    assert "usernet.Tiny" in last
+    assert "PYTHONPATH" in last
+
+
+def test_a_run_without_a_progress_bar_prints_no_epoch_lines(run_cli, capsys):
+    run_cli("fit", "--trainer.max_epochs", "2", *NO_TEST)  # run_cli turns the bar off
+    out = capsys.readouterr().out
+    assert "Run directory:" in out
+    assert not [line for line in out.splitlines() if line.startswith("epoch ")]
