@@ -10,6 +10,7 @@
 import logging
 import sys
 import time
+from collections.abc import Callable
 from typing import Any, TextIO
 
 import lightning.pytorch as pl
@@ -34,7 +35,8 @@ class QuietAboutSummary(logging.Filter):
 
 
 # Every rank_zero_info of Lightning goes through this logger.
-logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(QuietAboutSummary())
+RANK_ZERO_LOG = logging.getLogger("lightning.pytorch.utilities.rank_zero")
+RANK_ZERO_LOG.addFilter(QuietAboutSummary())
 
 
 def is_terminal(*streams: TextIO) -> bool:
@@ -77,6 +79,7 @@ class EpochLines(ProgressBar):
         self._enabled = True
         self._started = 0.0
         self._seconds: float | None = None  # the pending line's epoch took this long
+        self._last_epoch_first: LastEpochFirst | None = None
 
     def disable(self) -> None:
         self._enabled = False
@@ -88,6 +91,12 @@ class EpochLines(ProgressBar):
     def is_enabled(self) -> bool:
         return self._enabled
 
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        # Lightning says "`Trainer.fit` stopped: `max_epochs=N` reached." once the last epoch
+        # is over, before any hook that comes after it: the epoch's line goes first.
+        self._last_epoch_first = LastEpochFirst(lambda: self._write_pending(trainer, pl_module))
+        RANK_ZERO_LOG.addFilter(self._last_epoch_first)
+
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._write_pending(trainer, pl_module)
         self._started = time.monotonic()
@@ -98,6 +107,12 @@ class EpochLines(ProgressBar):
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._write_pending(trainer, pl_module)
+        self.teardown(trainer, pl_module, "fit")
+
+    def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        if self._last_epoch_first is not None:
+            RANK_ZERO_LOG.removeFilter(self._last_epoch_first)
+            self._last_epoch_first = None
 
     def _write_pending(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         seconds, self._seconds = self._seconds, None
@@ -118,6 +133,19 @@ class EpochLines(ProgressBar):
             parts.append(f"{name.removesuffix('_epoch')} {format_value(value)}")
         parts.append(f"{seconds:.2f} s")
         return "  ".join(parts)
+
+
+class LastEpochFirst(logging.Filter):
+    """Calls ``before`` when Lightning logs that ``fit`` stopped, and lets the record through."""
+
+    def __init__(self, before: Callable[[], None]) -> None:
+        super().__init__()
+        self.before = before
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if str(record.msg).startswith("`Trainer.fit` stopped"):
+            self.before()
+        return True
 
 
 class Summary(ModelSummary):

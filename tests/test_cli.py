@@ -122,13 +122,8 @@ def test_evaluation_subcommands_load_a_checkpoint_file(run_cli, tmp_path, subcom
         assert {f"{stage}/loss", f"{stage}/mae", f"{stage}/r2"} <= set(cli.trainer.callback_metrics)
 
 
-def test_help_and_print_config_work_as_a_module(tmp_path):
-    helped = run_experiments(tmp_path, "fit", "--help", quiet=False)
-    assert helped.returncode == 0, helped.stderr
-    assert "--experiment" in helped.stdout
-    assert "--fast_path" in helped.stdout
-    assert "--checkpoint.monitor" in helped.stdout
-
+def test_print_config_works_as_a_module(tmp_path):
+    # (--help as a module: test_terminal.py)
     printed = run_experiments(tmp_path, "fit", "--print_config", quiet=False)
     assert printed.returncode == 0, printed.stderr
     resolved = yaml.safe_load(printed.stdout)

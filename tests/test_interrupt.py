@@ -6,14 +6,14 @@ import time
 import pytest
 import torch
 
-from tests.conftest import NO_TEST, config, curves, run_dir, run_experiments, start_experiments
+from tests.conftest import NO_TEST, config, curves, run_dir, start_experiments
 
 FIT = ("fit", "--config", config("mlp_classification"), *NO_TEST)
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize(("signum", "status"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
-def test_signal_saves_stops_and_resumes(tmp_path, signum, status):
+def test_signal_saves_stops_and_resumes(tmp_path, run_cli, signum, status):
     run = run_dir(tmp_path, "mlp_classification")
     last = run / "checkpoints/last.ckpt"
     process = start_experiments(tmp_path, *FIT, "--trainer.max_epochs", "1000")
@@ -31,10 +31,7 @@ def test_signal_saves_stops_and_resumes(tmp_path, signum, status):
     assert 1 <= stopped["epoch"] + 1 < 1000
 
     target = stopped["epoch"] + 3
-    done = run_experiments(
-        tmp_path, *FIT, "--trainer.max_epochs", str(target), "--ckpt_path", "last"
-    )
-    assert done.returncode == 0, done.stderr
+    run_cli(*FIT, "--trainer.max_epochs", str(target), "--ckpt_path", "last")  # in-process
     assert torch.load(last, weights_only=True)["epoch"] == target - 1
     steps = [step for step, _ in curves(run)["train/loss_epoch"]]
     assert len(steps) == target

@@ -17,6 +17,7 @@ import torch
 
 import models
 from experiments import runs
+from experiments.cli import main
 from tests.conftest import (
     NO_TEST,
     config,
@@ -52,6 +53,9 @@ def test_a_default_run_logged_to_a_file_is_a_line_per_epoch(tmp_path):
     assert "\r" not in text
     epochs = [int(m.group(1)) for m in map(EPOCH_LINE.match, lines) if m]
     assert epochs == list(range(100))
+    # Lightning's note that training reached max_epochs comes after the last epoch's line.
+    stopped = lines.index("`Trainer.fit` stopped: `max_epochs=100` reached.")
+    assert EPOCH_LINE.match(lines[stopped - 1]).group(1) == "99"
     # The model summary, without the FLOPs that no model here counts.
     assert "Trainable params" in text
     assert "FLOPs" not in text
@@ -201,10 +205,12 @@ def test_weights_only_false_is_refused_in_one_line(run_cli, tmp_path, capsys):
     assert line.startswith("error: --weights_only false")
 
 
-def test_help_says_what_the_program_and_its_options_are(tmp_path):
+def test_help_says_what_the_program_and_its_options_are(tmp_path, monkeypatch, capsys):
     helped = run_experiments(tmp_path, "fit", "--help", quiet=False)
     assert helped.returncode == 0, helped.stderr
     text = helped.stdout
+    for option in ("--experiment", "--fast_path", "--checkpoint.monitor", "--figures.enabled"):
+        assert option in text
     assert text.startswith("usage: python -m experiments fit")
     assert "__main__" not in text
     assert "Lightning Trainer command line tool" not in text
@@ -218,7 +224,12 @@ def test_help_says_what_the_program_and_its_options_are(tmp_path):
     weights_only = " ".join(text[text.index("  --weights_only") :][:600].split())
     assert "default: True" in weights_only
     assert "recommend" not in weights_only
-    top = run_experiments(tmp_path, "--help", quiet=False).stdout
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as done:
+        main(["--help"])
+    assert done.value.code == 0
+    top = capsys.readouterr().out
+    assert top.startswith("usage: python -m experiments")
     assert "Train, evaluate and predict" in top
 
 
