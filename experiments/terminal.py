@@ -79,6 +79,7 @@ class EpochLines(ProgressBar):
         self._enabled = True
         self._started = 0.0
         self._seconds: float | None = None  # the pending line's epoch took this long
+        self._shown = True  # whether the pending line is to be written
         self._last_epoch_first: LastEpochFirst | None = None
 
     def disable(self) -> None:
@@ -94,7 +95,7 @@ class EpochLines(ProgressBar):
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         # Lightning says "`Trainer.fit` stopped: `max_epochs=N` reached." once the last epoch
         # is over, before any hook that comes after it: the epoch's line goes first.
-        self._last_epoch_first = LastEpochFirst(lambda: self._write_pending(trainer, pl_module))
+        self._last_epoch_first = LastEpochFirst(lambda: self._write_last(trainer, pl_module))
         RANK_ZERO_LOG.addFilter(self._last_epoch_first)
 
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -104,10 +105,26 @@ class EpochLines(ProgressBar):
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         # The epoch's metrics are reduced after the last on_train_epoch_end hook: wait for them.
         self._seconds = time.monotonic() - self._started
+        self._shown = self.shown(trainer.current_epoch, trainer.max_epochs)
+
+    @staticmethod
+    def shown(epoch: int, max_epochs: int | None) -> bool:
+        """Whether an epoch gets a line: every one of a run up to 100 epochs; of a longer run,
+        the first, every ``max_epochs / 100``-th (rounded up) and the last, about 100 lines.
+        The last epoch trained always gets one, also when a signal or a callback stops the run
+        early."""
+        if not max_epochs or max_epochs <= 100:
+            return True
+        every = -(-max_epochs // 100)
+        return epoch == 0 or (epoch + 1) % every == 0 or epoch + 1 == max_epochs
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self._write_pending(trainer, pl_module)
+        self._write_last(trainer, pl_module)
         self.teardown(trainer, pl_module, "fit")
+
+    def _write_last(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._shown = True
+        self._write_pending(trainer, pl_module)
 
     def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         if self._last_epoch_first is not None:
@@ -116,7 +133,7 @@ class EpochLines(ProgressBar):
 
     def _write_pending(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         seconds, self._seconds = self._seconds, None
-        if seconds is None or not self._enabled:
+        if seconds is None or not self._shown or not self._enabled:
             return
         line = self.line(trainer, pl_module, seconds)
         self.print(line, file=self.stream or sys.stdout, flush=True)

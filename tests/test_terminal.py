@@ -297,3 +297,13 @@ def test_a_run_without_a_progress_bar_prints_no_epoch_lines(run_cli, capsys):
     out = capsys.readouterr().out
     assert "Run directory:" in out
     assert not [line for line in out.splitlines() if line.startswith("epoch ")]
+
+
+def test_a_long_run_prints_about_a_hundred_epoch_lines(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)  # output captured by pytest: not a terminal
+    epochs = ["--trainer.max_epochs", "250", "--figures.enabled", "false", *NO_TEST]
+    main(["fit", "--config", config("linear_regression"), *epochs])
+    lines = capsys.readouterr().out.splitlines()
+    shown = [int(m.group(1)) for m in map(re.compile(r"^epoch (\d+)  step ").match, lines) if m]
+    # Every third epoch of 250 (rounded up from 2.5), the first and the last.
+    assert shown == [0, *range(2, 249, 3), 249]
