@@ -40,7 +40,7 @@ from experiments.checkpoint import RunCheckpoint, SafeCheckpointIO
 from experiments.errors import UserError
 from experiments.figures import FigureLogger
 from experiments.interrupt import StopOnSignal
-from experiments.parser import ExperimentParser, condense, load_class
+from experiments.parser import PROGRAM, ExperimentParser, condense, load_class
 from experiments.predictions import PredictionWriter
 from experiments.runs import STOPPED_AT, STOPPED_BY
 from experiments.sanity import check_linked_overrides, check_run, check_writable
@@ -489,7 +489,6 @@ def with_config(argv: Sequence[str], subcommand: str, config: Path) -> list[str]
     return [*kept[:at], "--config", str(config), *kept[at:]]
 
 
-PROGRAM = "python -m experiments"
 DESCRIPTION = (
     "Train, evaluate and predict with the experiments of this project, each a YAML file in "
     "experiments/ (the default: mlp_classification). Runs go to "

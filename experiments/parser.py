@@ -285,6 +285,8 @@ _argv: list[str] = []
 _depth = [0]
 
 
+PROGRAM = "python -m experiments"  # how a user runs the CLI
+
 CKPT_PATH_HELP = (
     "The checkpoint to continue (fit) or evaluate: 'last' (the newest run's last.ckpt), 'best' "
     "(its best checkpoint by val/loss; not for fit), or a .ckpt file. A checkpoint of a run "
@@ -298,6 +300,14 @@ WEIGHTS_ONLY_HELP = (
 
 class ExperimentParser(LightningArgumentParser):
     """``LightningArgumentParser`` that reports a rejected command line in one line."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        # jsonargparse builds the parser of ``--model.init_args.network.help CLASS`` from this
+        # class with no ``prog``: argparse would then name the program after sys.argv[0],
+        # which under ``python -m experiments`` is "__main__.py".
+        if Path(sys.argv[0]).name == "__main__.py" and not args and "prog" not in kwargs:
+            kwargs["prog"] = PROGRAM
+        super().__init__(*args, **kwargs)
 
     def add_method_arguments(self, *args: Any, **kwargs: Any) -> list[str]:
         # The Trainer's own help for these two speaks of Lightning's registry and of unsafe

@@ -178,11 +178,8 @@ def forced_stop(trainer: pl.Trainer | None, signum: int, config: Mapping[str, An
     if trainer is not None and trainer.is_global_zero:
         last = checkpoint_paths(trainer).get("Last")
     if trainer is None or trainer.is_global_zero:
-        found = (
-            f"last complete checkpoint {last}"
-            if last and Path(last).is_file()
-            else ("no complete checkpoint yet")
-        )
+        complete = last and Path(last).is_file()
+        found = f"last complete checkpoint {last}" if complete else "no complete checkpoint yet"
         print(
             f"Stopped at once by a second {signal.Signals(signum).name}: {found}\n"
             f"Continue with: {continue_command(config)}",

@@ -8,6 +8,7 @@ import re
 import signal
 import struct
 import subprocess
+import sys
 import termios
 import threading
 import time
@@ -20,6 +21,7 @@ from experiments import runs
 from experiments.cli import main
 from tests.conftest import (
     NO_TEST,
+    REPO,
     config,
     curves,
     experiments_command,
@@ -231,6 +233,14 @@ def test_help_says_what_the_program_and_its_options_are(tmp_path, monkeypatch, c
     top = capsys.readouterr().out
     assert top.startswith("usage: python -m experiments")
     assert "Train, evaluate and predict" in top
+    # One network's options, as `python -m experiments` names its program.
+    monkeypatch.setattr(sys, "argv", [str(REPO / "experiments" / "__main__.py")])
+    with pytest.raises(SystemExit) as done:
+        main(["fit", "--model.init_args.network.help", "models.MLP"])
+    assert done.value.code == 0
+    network = capsys.readouterr().out
+    assert network.startswith("usage: python -m experiments --network.input_shape")
+    assert "--network.hidden_sizes" in network
 
 
 USER_NETWORK = """
