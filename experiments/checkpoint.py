@@ -7,7 +7,9 @@ Closes these Lightning 2.6 gaps:
 * its file writer swallows a ``PermissionError`` (the save is silently skipped) and does not
   fsync, so a crash can leave a torn file; and it writes on the training thread
   (:class:`SafeCheckpointIO`);
-* checkpoints store no random number generator state (:class:`RandomState`).
+* checkpoints store no random number generator state (:class:`RandomState`);
+* a run resumed through its directory spelled otherwise (an absolute path after a relative
+  one) forgets its best checkpoint and writes ``last-v1.ckpt`` (:class:`RunCheckpoint`).
 """
 
 import io
@@ -52,6 +54,17 @@ class RunCheckpoint(ModelCheckpoint):
         if not self._should_save_on_train_epoch_end(trainer):
             self._save_last_if_behind(trainer)
 
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        # Lightning reloads the best and top-k bookkeeping only when the saved dirpath is the
+        # same string as now: a run trained as lightning_logs/... and continued through
+        # /home/you/.../lightning_logs/... would forget its best checkpoint (the next epoch
+        # becomes "best" however bad) and save a second last-v1.ckpt. It is the same directory
+        # when the files it names are there: the paths are then spelled as now.
+        saved = state_dict.get("dirpath")
+        if saved and self.dirpath and saved != self.dirpath:
+            state_dict = respelled(state_dict, saved, self.dirpath)
+        super().load_state_dict(state_dict)
+
     def _save_last_if_behind(self, trainer: pl.Trainer) -> None:
         epoch = trainer.current_epoch + 1
         due = (
@@ -66,6 +79,30 @@ class RunCheckpoint(ModelCheckpoint):
             and self._last_global_step_saved != trainer.global_step
         ):
             self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+
+
+def respelled(state: dict[str, Any], saved: str, now: str) -> dict[str, Any]:
+    """``ModelCheckpoint``'s saved state with its directory ``saved`` spelled as ``now``, if the
+    two are one directory: the same run directory by name, holding the files the state names.
+    Otherwise (a run moved elsewhere, another run) the state as it was."""
+    old, new = Path(saved), Path(now)
+    if old.parts[-2:] != new.parts[-2:]:  # version_<n>/checkpoints
+        return state
+    paths = [state.get("best_model_path"), state.get("last_model_path")]
+    named = [Path(p) for p in [*paths, *state.get("best_k_models", {})] if p]
+    if not named or any(p.parent != old or not (new / p.name).is_file() for p in named):
+        return state
+
+    def moved(path: Any) -> Any:
+        return str(new / Path(path).name) if path and Path(path).parent == old else path
+
+    state = dict(state, dirpath=now)
+    for key in ("best_model_path", "kth_best_model_path", "last_model_path"):
+        if key in state:
+            state[key] = moved(state[key])
+    if "best_k_models" in state:
+        state["best_k_models"] = {moved(k): v for k, v in state["best_k_models"].items()}
+    return state
 
 
 class SafeCheckpointIO(CheckpointIO):

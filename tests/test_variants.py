@@ -5,6 +5,8 @@ A run trained with overrides (a GRU instead of the YAML's LSTM) is evaluated wit
 evaluation writes into that run: nothing new appears under ``lightning_logs/``.
 """
 
+import warnings
+
 import pytest
 import torch
 import yaml
@@ -70,7 +72,15 @@ def test_a_runs_config_file_evaluates_its_best_checkpoint_in_the_run(
 
 
 def test_a_runs_config_file_continues_the_run(run_cli, tmp_path, gru_run):
-    cli = run_cli("fit", "--config", str(gru_run / "config.yaml"), "--trainer.max_epochs", "3")
+    # The run was trained as lightning_logs/... and goes on through its absolute path: it is
+    # the same directory, whose best checkpoint and last.ckpt are kept as they were.
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message=".*dirpath has changed.*")
+        cli = run_cli("fit", "--config", str(gru_run / "config.yaml"), "--trainer.max_epochs", "3")
+    names = sorted(path.name for path in (gru_run / "checkpoints").iterdir())
+    assert len(names) == 2, names  # no last-v1.ckpt beside them
+    assert names[1] == "last.ckpt"
+    assert cli.trainer.checkpoint_callback.best_model_path.endswith(names[0])
     assert cli.trainer.current_epoch == 3
     assert isinstance(cli.model.network.rnn, torch.nn.GRU)
     assert runs(tmp_path) == ["version_0"]
