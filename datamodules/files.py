@@ -54,6 +54,16 @@ def resolve(path: str) -> Path:
     return Path(path)
 
 
+def existing(path: str) -> Path:
+    """``path`` resolved (see :func:`resolve`), refused if it is missing or empty."""
+    file = resolve(path)
+    if not file.is_file():
+        raise DataFileError(f"{path}: no such file")
+    if file.stat().st_size == 0:
+        raise DataFileError(f"{path}: the file is empty")
+    return file
+
+
 def did_you_mean(name: str, names: Sequence[str]) -> str:
     close = difflib.get_close_matches(name, list(names), n=1, cutoff=0.5)
     return f" (did you mean {close[0]!r}?)" if close else ""
@@ -149,8 +159,8 @@ class FileData(SplitDataModule):
 
     @property
     def source(self) -> str:
-        """The data file, as the user named it."""
-        raise NotImplementedError
+        """The data file, as the user named it (each subclass keeps it as ``path``)."""
+        return self.path
 
     def read(self) -> tuple[torch.Tensor, np.ndarray | torch.Tensor]:
         """The features (float32 ``[N, ...]``) and the targets: numbers for a regression,
@@ -344,20 +354,12 @@ class CsvData(FileData):
         if len(self.targets) > 1 and self.kind == "classification":
             raise ValueError(f"a classification has one target column, got {self.targets}")
 
-    @property
-    def source(self) -> str:
-        return self.path
-
     def table(self, path: str, names: list[str] | None) -> "Any":
         """The file as a pandas DataFrame, refusing one that is missing, empty or ragged;
         ``names`` name its columns instead of its first line."""
         import pandas as pd
 
-        file = resolve(path)
-        if not file.is_file():
-            raise DataFileError(f"{path}: no such file")
-        if file.stat().st_size == 0:
-            raise DataFileError(f"{path}: the file is empty")
+        file = existing(path)
         try:
             frame = pd.read_csv(
                 file,
@@ -495,16 +497,8 @@ class ArrayData(FileData):
         self.path, self.x_key, self.y_key = path, x_key, y_key
         super().__init__(**kwargs)
 
-    @property
-    def source(self) -> str:
-        return self.path
-
     def arrays(self, path: str, keys: Sequence[str]) -> list[np.ndarray]:
-        file = resolve(path)
-        if not file.is_file():
-            raise DataFileError(f"{path}: no such file")
-        if file.stat().st_size == 0:
-            raise DataFileError(f"{path}: the file is empty")
+        file = existing(path)
         try:
             archive = np.load(file, allow_pickle=False)
         except (ValueError, OSError) as error:
