@@ -148,8 +148,9 @@ def known_cause(where: str, message: str, class_path: str | None, reason: str) -
         ]
         if required:
             names = " and ".join(required)
+            has = "has" if len(required) == 1 else "have"
             return (
-                f"{where}: {found.__name__} needs {names}, which has no default: give it after "
+                f"{where}: {found.__name__} needs {names}, which {has} no default: give it after "
                 f"the callback, e.g. --trainer.callbacks+={found.__name__} "
                 f"--trainer.callbacks.{required[0]} VALUE"
             )
