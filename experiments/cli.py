@@ -40,13 +40,12 @@ from experiments.checkpoint import RunCheckpoint, SafeCheckpointIO
 from experiments.errors import UserError
 from experiments.figures import FigureLogger
 from experiments.interrupt import StopOnSignal
-from experiments.parser import PROGRAM, ExperimentParser, condense, load_class
+from experiments.parser import PROGRAM, ExperimentParser, condense, network_refusal
 from experiments.predictions import PredictionWriter
 from experiments.runs import STOPPED_AT, STOPPED_BY
 from experiments.sanity import check_linked_overrides, check_run, check_writable
 from experiments.settings import flat_hparams
 from models import Task
-from models.checks import network_contract
 
 EXPERIMENTS_DIR = Path(__file__).resolve().parent
 DEFAULT_EXPERIMENT = "mlp_classification"
@@ -465,10 +464,9 @@ def check_network_contract(config: Namespace) -> None:
     them (defaults for ``in_features`` and ``num_classes`` would train the wrong sizes)."""
     network = config.get("model.init_args.network")
     class_path = network.get("class_path") if isinstance(network, Namespace) else None
-    found = load_class(class_path) if isinstance(class_path, str) else None
-    broken = network_contract(found) if found is not None else None
-    if broken:
-        raise UserError(f"model.network: {broken}")
+    refusal = network_refusal(class_path) if isinstance(class_path, str) else None
+    if refusal is not None:
+        raise UserError(refusal)
 
 
 def with_config(argv: Sequence[str], subcommand: str, config: Path) -> list[str]:

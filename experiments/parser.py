@@ -110,6 +110,16 @@ def load_class(class_path: str) -> type | None:
     return found if inspect.isclass(found) else None
 
 
+def network_refusal(class_path: str) -> str | None:
+    """The line that refuses the network ``class_path`` names for breaking the contract every
+    network here keeps (:func:`models.checks.network_contract`), or ``None``."""
+    from models.checks import network_contract
+
+    found = load_class(class_path)
+    broken = network_contract(found) if found is not None else None
+    return f"model.network: {broken}" if broken else None
+
+
 NETWORK_CLASS = re.compile(
     r"""network=Namespace\(class_path='([\w.]+)'|Parser key "network":\s+Problem with given """
     r"""class_path '([\w.]+)'"""
@@ -125,13 +135,9 @@ def known_cause(where: str, message: str, class_path: str | None, reason: str) -
       accepted by the base class": the line names the callback and the argument.
     """
     network = NETWORK_CLASS.search(message) if where.startswith("model") else None
-    if network is not None:
-        from models.checks import network_contract
-
-        found = load_class(network.group(1) or network.group(2))
-        broken = network_contract(found) if found is not None else None
-        if broken:
-            return f"model.network: {broken}"
+    refusal = network_refusal(network.group(1) or network.group(2)) if network else None
+    if refusal is not None:
+        return refusal
     found = load_class(class_path) if class_path else None
     if found is None:
         return None
