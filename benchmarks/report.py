@@ -21,6 +21,7 @@ import platform
 import re
 import subprocess
 import sys
+import textwrap
 import time
 from dataclasses import dataclass
 from importlib import metadata
@@ -28,6 +29,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 OUTPUT = REPO / "docs" / "performance.md"
+WIDTH = 100  # the file's prose is wrapped as the rest of the docs
 BLOCK = re.compile(r"<!-- report:(?P<name>[\w-]+) -->\n.*?<!-- /report:(?P=name) -->", re.S)
 
 
@@ -196,10 +198,9 @@ def figures_block(benchmark: Benchmark, args: tuple[str, ...], facts: dict[str, 
         tail = "\n".join(done.stderr.strip().splitlines()[-5:])
         raise RuntimeError(f"{shown} failed with status {done.returncode}:\n{tail}")
     print(f"{shown}: {seconds:.0f} s", file=sys.stderr, flush=True)
-    return (
-        f"`{shown}`, {in_brief(facts)} ({seconds:.0f} s in all).\n\n"
-        f"{benchmark.reading}\n\n```text\n{done.stdout.rstrip()}\n```"
-    )
+    heading = f"`{shown}`, {in_brief(facts)} ({seconds:.0f} s in all)."
+    prose = [textwrap.fill(text, WIDTH) for text in (heading, benchmark.reading)]
+    return "\n\n".join([*prose, f"```text\n{done.stdout.rstrip()}\n```"])
 
 
 def with_block(text: str, name: str, body: str) -> str:
