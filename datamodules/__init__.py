@@ -3,8 +3,10 @@ NumPy files), split and served as whole batches."""
 
 from datamodules.base import SplitDataModule
 from datamodules.classification import FeatureClassificationData
-from datamodules.files import ArrayData, CsvData, DataFileError
+from datamodules.csv_data import CsvData
+from datamodules.file_data import DataFileError
 from datamodules.images import StripeImageData
+from datamodules.npz_data import ArrayData
 from datamodules.regression import LinearRegressionData, TeacherRegressionData
 from datamodules.sequences import RecallSequenceData
 from datamodules.synthetic import SyntheticDataModule

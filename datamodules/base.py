@@ -272,8 +272,12 @@ class SplitDataModule(LightningDataModule):
     def test_dataloader(self) -> InMemoryBatches:
         return self.loader("test")
 
+    def predict_data(self) -> TensorBatches:
+        """The samples ``predict`` runs on: the test split."""
+        return self.splits["test"]
+
     def predict_dataloader(self) -> DataLoader:
         # A DataLoader, so that under data parallelism Lightning shards it without repeats and
         # hands the prediction writer each batch's sample indices.
-        data = self.splits["test"]
+        data = self.predict_data()
         return DataLoader(data, batch_size=self.batch_size or len(data), collate_fn=whole_batch)
