@@ -3,6 +3,10 @@
 Every test that runs the CLI does so inside its own temporary directory.
 """
 
+import contextlib
+import fcntl
+import hashlib
+import io
 import os
 import pwd
 import shutil
@@ -14,16 +18,97 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+# The networks here do microseconds of arithmetic per step: a second thread per process only
+# competes with the other pytest workers and the processes tests start (they inherit this).
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
 import pytest
+import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from experiments.cli import ExperimentCLI, main
 
+torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
+
 REPO = Path(__file__).resolve().parents[1]
 EXPERIMENTS = sorted((REPO / "experiments").glob("*.yaml"))
+# No progress bar, no model summary, and no figures: drawing them costs a fit about 0.3 s, and
+# only the tests of figures (which switch them on) look at them.
 QUIET = ("--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false")
+QUIET += ("--figures.enabled", "false")
 NO_TEST = ("--test_after_fit", "false")
+# The run that most tests of a trained run read (the `trained` fixture): the default
+# experiment, two epochs, not tested.
+MLP_RUN = ("--trainer.max_epochs", "2", *NO_TEST)
 Curves = dict[str, list[tuple[int, float]]]
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The slow tests first: with several workers, the long ones start together with the short
+    ones instead of running alone at the end."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
+class TrainedRuns:
+    """Runs that many tests read, each trained once per test session and copied for each test.
+
+    A run is keyed by its ``fit`` arguments. The first test that asks trains it in a cache
+    directory; every test gets its own copy of that ``lightning_logs/``, which it may change as
+    it likes (continue the run, evaluate it). A run trained under the working directory's
+    relative ``lightning_logs`` names nothing outside it, so a copy is a whole run of its own.
+    With several pytest workers (``-n``), the cache is shared: a lock lets one worker train
+    while the others wait for it.
+    """
+
+    def __init__(self, cache: Path) -> None:
+        self.cache = cache
+
+    def train(self, *args: str) -> tuple[Path, str]:
+        """The directory in which ``fit ARGS`` was trained, and what the fit printed."""
+        key = hashlib.sha256("\0".join(args).encode()).hexdigest()[:16]
+        home = self.cache / key
+        self.cache.mkdir(parents=True, exist_ok=True)
+        with (self.cache / f"{key}.lock").open("w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            done = home / "printed.txt"
+            if not done.exists():
+                shutil.rmtree(home, ignore_errors=True)
+                home.mkdir()
+                printed = io.StringIO()
+                with pytest.MonkeyPatch.context() as patch, contextlib.redirect_stdout(printed):
+                    patch.setattr("sys.argv", ["experiments"])
+                    patch.chdir(home)
+                    main(["fit", *args, *QUIET])
+                done.write_text(printed.getvalue())
+        return home, done.read_text()
+
+    def copy(self, into: Path, *args: str) -> str:
+        """``into/lightning_logs`` as ``fit ARGS`` leaves it; what the fit printed."""
+        home, printed = self.train(*args)
+        shutil.copytree(home / "lightning_logs", into / "lightning_logs", dirs_exist_ok=True)
+        return printed
+
+
+@pytest.fixture(scope="session")
+def trained_runs(tmp_path_factory: pytest.TempPathFactory) -> TrainedRuns:
+    """The session's :class:`TrainedRuns`, shared by every worker of one pytest run."""
+    base = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        base = base.parent  # each worker has a folder of its own below the run's
+    return TrainedRuns(base / "trained-runs")
+
+
+@pytest.fixture
+def trained(
+    trained_runs: TrainedRuns, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Callable[..., str]:
+    """Copy the run ``fit ARGS`` into ``tmp_path`` (the working directory); what it printed."""
+    monkeypatch.chdir(tmp_path)
+
+    def copy(*args: str) -> str:
+        return trained_runs.copy(tmp_path, *args)
+
+    return copy
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -122,24 +122,27 @@ def test_evaluation_subcommands_load_a_checkpoint_file(run_cli, tmp_path, subcom
         assert {f"{stage}/loss", f"{stage}/mae", f"{stage}/r2"} <= set(cli.trainer.callback_metrics)
 
 
-def test_print_config_works_as_a_module(tmp_path):
-    # (--help as a module: test_terminal.py)
-    printed = run_experiments(tmp_path, "fit", "--print_config", quiet=False)
-    assert printed.returncode == 0, printed.stderr
-    resolved = yaml.safe_load(printed.stdout)
+def test_print_config_prints_the_resolved_config_and_writes_nothing(run_cli, tmp_path, capsys):
+    # In-process: the printing is the subject, not the interpreter (the tests that start
+    # `python -m experiments` for signals and parallel runs show that it runs as a module).
+    with pytest.raises(SystemExit) as done:
+        main(["fit", "--print_config"])
+    assert done.value.code == 0
+    resolved = yaml.safe_load(capsys.readouterr().out)
     assert resolved["seed_everything"] == 0
     assert resolved["model"]["init_args"]["network"]["class_path"] == "models.MLP"
     assert not (tmp_path / "lightning_logs").exists()
 
 
-def test_fit_from_the_command_line_exits_zero(tmp_path):
-    done = run_experiments(
-        tmp_path, "fit", "--config", config("linear_regression"), "--trainer.max_epochs", "3"
-    )
-    assert done.returncode == 0, done.stderr
-    assert "tensorboard --logdir lightning_logs" in done.stdout
+def test_fit_ends_normally_and_prints_paths_relative_to_where_the_user_is(
+    run_cli, tmp_path, capsys
+):
+    # Exit status 0: main() returns (a failure raises SystemExit with a non-zero status).
+    run_cli("fit", "--config", config("linear_regression"), "--trainer.max_epochs", "3")
+    out = capsys.readouterr().out
+    assert "tensorboard --logdir lightning_logs" in out
     assert (run_dir(tmp_path, "linear_regression") / "checkpoints/last.ckpt").exists()
-    assert str(REPO) not in done.stdout  # paths are printed relative to where the user is
+    assert str(REPO) not in out
 
 
 # Mistakes in the command line that only a built experiment shows, with the words the one line

@@ -2,6 +2,7 @@
 messages of a stop, and loading a run in Python."""
 
 import fcntl
+import logging
 import os
 import pty
 import re
@@ -20,13 +21,13 @@ import models
 from experiments import runs
 from experiments.cli import main
 from tests.conftest import (
+    MLP_RUN,
     NO_TEST,
     REPO,
     config,
     curves,
     experiments_command,
     run_dir,
-    run_experiments,
     start_experiments,
     subprocess_env,
 )
@@ -34,21 +35,14 @@ from tests.conftest import (
 EPOCH_LINE = re.compile(r"^epoch (\d+)  step (\d+)  .*train/loss \S+  .*val/loss \S+  [\d.]+ s$")
 
 
-@pytest.mark.slow
-def test_a_default_run_logged_to_a_file_is_a_line_per_epoch(tmp_path):
-    log = tmp_path / "fit.log"
-    with log.open("w") as out:
-        done = subprocess.run(
-            experiments_command("fit", quiet=False),
-            cwd=tmp_path,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env=subprocess_env(),
-            timeout=300,
-            check=False,
-        )
-    text = log.read_text()
-    assert done.returncode == 0, text
+def test_a_default_run_logged_to_a_file_is_a_line_per_epoch(tmp_path, monkeypatch, capsys):
+    # In-process, its output captured (not a terminal), Lightning's log lines merged into it
+    # as `> fit.log 2>&1` would. Figures are off: they print nothing and cost 10 draws.
+    monkeypatch.chdir(tmp_path)
+    for handler in logging.getLogger("lightning.pytorch").handlers:
+        monkeypatch.setattr(handler, "stream", sys.stdout)
+    main(["fit", "--figures.enabled", "false"])
+    text = capsys.readouterr().out
     lines = text.splitlines()
     # Before: 538 lines of bar redraws for the same run.
     assert len(lines) < 150, len(lines)
@@ -101,9 +95,8 @@ def test_on_a_terminal_the_bar_stays(tmp_path):
     assert not any(EPOCH_LINE.match(line.strip()) for line in text.splitlines())
 
 
-def test_test_metrics_are_printed_once(run_cli, tmp_path, capsys):
-    run_cli("fit", "--trainer.max_epochs", "2", *NO_TEST)
-    capsys.readouterr()
+def test_test_metrics_are_printed_once(run_cli, trained, capsys):
+    trained(*MLP_RUN)
     run_cli("test", "--ckpt_path", "best")
     out = capsys.readouterr().out
     assert out.count("test/loss") == 1, out
@@ -161,11 +154,12 @@ def test_a_run_that_stops_early_says_why_in_one_line(run_cli, capsys, args, why)
     assert re.search(why, line), line
 
 
-def test_a_run_that_reached_max_epochs_says_so_and_how_to_go_further(run_cli, tmp_path, capsys):
-    run_cli("fit", "--trainer.max_epochs", "2", *NO_TEST)
+def test_a_run_that_reached_max_epochs_says_so_and_how_to_go_further(
+    run_cli, trained, tmp_path, capsys
+):
+    trained(*MLP_RUN)
     run = run_dir(tmp_path, "mlp_classification")
     before = sorted(p.name for p in run.iterdir())
-    capsys.readouterr()
     run_cli("fit", "--ckpt_path", "last")  # returns: the command exits 0
     out = capsys.readouterr().out
     assert "Nothing to train" in out
@@ -198,8 +192,8 @@ def test_a_second_ctrl_c_exits_130_naming_the_last_complete_checkpoint(tmp_path)
     torch.load(last, weights_only=True)  # complete: it loads
 
 
-def test_weights_only_false_is_refused_in_one_line(run_cli, tmp_path, capsys):
-    run_cli("fit", "--trainer.max_epochs", "1", *NO_TEST)
+def test_weights_only_false_is_refused_in_one_line(run_cli, trained, capsys):
+    trained(*MLP_RUN)
     with pytest.raises(SystemExit) as stopped:
         run_cli("test", "--ckpt_path", "last", "--weights_only", "false")
     assert stopped.value.code != 0
@@ -208,9 +202,13 @@ def test_weights_only_false_is_refused_in_one_line(run_cli, tmp_path, capsys):
 
 
 def test_help_says_what_the_program_and_its_options_are(tmp_path, monkeypatch, capsys):
-    helped = run_experiments(tmp_path, "fit", "--help", quiet=False)
-    assert helped.returncode == 0, helped.stderr
-    text = helped.stdout
+    # As `python -m experiments` runs it: argv[0] is the package's __main__.py.
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "argv", [str(REPO / "experiments" / "__main__.py")])
+    with pytest.raises(SystemExit) as done:
+        main(["fit", "--help"])
+    assert done.value.code == 0
+    text = capsys.readouterr().out
     for option in ("--experiment", "--fast_path", "--checkpoint.monitor", "--figures.enabled"):
         assert option in text
     assert text.startswith("usage: python -m experiments fit")
@@ -226,7 +224,6 @@ def test_help_says_what_the_program_and_its_options_are(tmp_path, monkeypatch, c
     weights_only = " ".join(text[text.index("  --weights_only") :][:600].split())
     assert "default: True" in weights_only
     assert "recommend" not in weights_only
-    monkeypatch.chdir(tmp_path)
     with pytest.raises(SystemExit) as done:
         main(["--help"])
     assert done.value.code == 0
@@ -234,7 +231,6 @@ def test_help_says_what_the_program_and_its_options_are(tmp_path, monkeypatch, c
     assert top.startswith("usage: python -m experiments")
     assert "Train, evaluate and predict" in top
     # One network's options, as `python -m experiments` names its program.
-    monkeypatch.setattr(sys, "argv", [str(REPO / "experiments" / "__main__.py")])
     with pytest.raises(SystemExit) as done:
         main(["fit", "--model.init_args.network.help", "models.MLP"])
     assert done.value.code == 0
@@ -263,48 +259,38 @@ class Tiny(nn.Module):
 """
 
 
-def test_a_users_network_trains_loads_in_python_or_says_what_to_do(tmp_path, monkeypatch):
+def test_a_users_network_trains_loads_in_python_or_says_what_to_do(run_cli, tmp_path, monkeypatch):
+    # In-process: the user's folder on the import path stands in for PYTHONPATH.
     code = tmp_path / "code"
     code.mkdir()
     (code / "usernet.py").write_text(USER_NETWORK)
-    env = subprocess_env()
-    repo = env["PYTHONPATH"]
-    fit = run_experiments(
-        tmp_path,
+    monkeypatch.syspath_prepend(str(code))
+    monkeypatch.delitem(sys.modules, "usernet", raising=False)
+    run_cli(
         "fit",
         "--model.init_args.network.class_path",
         "usernet.Tiny",
         "--trainer.max_epochs",
         "1",
         *NO_TEST,
-        env={**env, "PYTHONPATH": os.pathsep.join([str(code), repo])},
     )
-    assert fit.returncode == 0, fit.stderr
     checkpoint = run_dir(tmp_path, "mlp_classification") / "checkpoints" / "last.ckpt"
-    monkeypatch.syspath_prepend(str(code))
     task = models.load_task(checkpoint)
     assert not task.training  # dropout off: predictions are deterministic
     x = torch.randn(4, 10)
     assert torch.equal(task(x), task(x))
     # Where the network's module is not importable: one message naming it and what to do.
-    failed = subprocess.run(
-        [experiments_command()[0], "-c", f"import models; models.load_task({str(checkpoint)!r})"],
-        cwd=tmp_path,
-        env={**env, "PYTHONPATH": repo},
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert failed.returncode != 0
-    last = failed.stderr.strip().splitlines()[-1]
-    assert last.startswith("ModuleNotFoundError:"), failed.stderr
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if p != str(code)])
+    monkeypatch.delitem(sys.modules, "usernet")
+    with pytest.raises(ModuleNotFoundError) as missing:
+        models.load_task(checkpoint)
+    last = str(missing.value).strip().splitlines()[-1]
     assert "usernet.Tiny" in last
     assert "PYTHONPATH" in last
 
 
-def test_a_run_without_a_progress_bar_prints_no_epoch_lines(run_cli, capsys):
-    run_cli("fit", "--trainer.max_epochs", "2", *NO_TEST)  # run_cli turns the bar off
-    out = capsys.readouterr().out
+def test_a_run_without_a_progress_bar_prints_no_epoch_lines(trained):
+    out = trained(*MLP_RUN)  # what the fit printed; trained runs have no bar
     assert "Run directory:" in out
     assert not [line for line in out.splitlines() if line.startswith("epoch ")]
 

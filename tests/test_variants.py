@@ -24,9 +24,9 @@ def runs(root):
 
 
 @pytest.fixture
-def gru_run(run_cli, tmp_path):
+def gru_run(run_cli, trained, tmp_path):
     """A two-epoch ``recurrent`` run with a GRU, unlike its YAML; its directory."""
-    run_cli("fit", "--config", RECURRENT, *GRU, "--trainer.max_epochs", "2", *SHORT, *NO_TEST)
+    trained("--config", RECURRENT, *GRU, "--trainer.max_epochs", "2", *SHORT, *NO_TEST)
     run = run_dir(tmp_path, "recurrent")
     saved = yaml.safe_load((run / "config.yaml").read_text())
     assert saved["model"]["init_args"]["network"]["init_args"]["cell"] == "gru"
