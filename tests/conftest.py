@@ -37,10 +37,26 @@ EXPERIMENTS = sorted((REPO / "experiments").glob("*.yaml"))
 QUIET = ("--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false")
 QUIET += ("--figures.enabled", "false")
 NO_TEST = ("--test_after_fit", "false")
+
+
+def quiet(args: tuple[str, ...] | list[str]) -> tuple[str, ...]:
+    """QUIET, but for figures where ``args`` ask for them either way."""
+    return QUIET[:-2] if "--figures.enabled" in args else QUIET
+
+
 # The run that most tests of a trained run read (the `trained` fixture): the default
 # experiment, two epochs, not tested.
 MLP_RUN = ("--trainer.max_epochs", "2", *NO_TEST)
 Curves = dict[str, list[tuple[int, float]]]
+
+
+def fit_in(root: Path, *args: str) -> ExperimentCLI:
+    """``python -m experiments fit ARGS`` in-process, in ``root``, without progress bar, model
+    summary or figures; for fixtures wider than a test, which ``run_cli`` cannot serve."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr("sys.argv", ["experiments"])
+        patch.chdir(root)
+        return main(["fit", *args, *quiet(args)])
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -63,9 +79,10 @@ class TrainedRuns:
     def __init__(self, cache: Path) -> None:
         self.cache = cache
 
-    def train(self, *args: str) -> tuple[Path, str]:
-        """The directory in which ``fit ARGS`` was trained, and what the fit printed."""
-        key = hashlib.sha256("\0".join(args).encode()).hexdigest()[:16]
+    def train(self, *args: str, times: int = 1) -> tuple[Path, str]:
+        """The directory in which ``fit ARGS`` was trained (``times`` runs of it, one after
+        the other: version_0, version_1, ...), and what the last fit printed."""
+        key = hashlib.sha256("\0".join([str(times), *args]).encode()).hexdigest()[:16]
         home = self.cache / key
         self.cache.mkdir(parents=True, exist_ok=True)
         with (self.cache / f"{key}.lock").open("w") as lock:
@@ -74,19 +91,34 @@ class TrainedRuns:
             if not done.exists():
                 shutil.rmtree(home, ignore_errors=True)
                 home.mkdir()
-                printed = io.StringIO()
-                with pytest.MonkeyPatch.context() as patch, contextlib.redirect_stdout(printed):
-                    patch.setattr("sys.argv", ["experiments"])
-                    patch.chdir(home)
-                    main(["fit", *args, *QUIET])
+                for _ in range(times):
+                    printed = io.StringIO()
+                    with contextlib.redirect_stdout(printed):
+                        fit_in(home, *args)
                 done.write_text(printed.getvalue())
         return home, done.read_text()
 
-    def copy(self, into: Path, *args: str) -> str:
+    def copy(self, into: Path, *args: str, times: int = 1) -> str:
         """``into/lightning_logs`` as ``fit ARGS`` leaves it; what the fit printed."""
-        home, printed = self.train(*args)
-        shutil.copytree(home / "lightning_logs", into / "lightning_logs", dirs_exist_ok=True)
+        home, printed = self.train(*args, times=times)
+        copy_tree(home / "lightning_logs", into / "lightning_logs")
         return printed
+
+
+def copy_tree(source: Path, target: Path) -> None:
+    """Copy ``source`` to ``target``, files hard-linked together in it (a last.ckpt that is the
+    best checkpoint under a second name) hard-linked together in the copy too."""
+    first: dict[int, str] = {}
+
+    def copy(src: str, dst: str) -> None:
+        inode = os.stat(src).st_ino
+        if inode in first:
+            os.link(first[inode], dst)
+        else:
+            shutil.copy2(src, dst)
+            first[inode] = dst
+
+    shutil.copytree(source, target, copy_function=copy, dirs_exist_ok=True)
 
 
 @pytest.fixture(scope="session")
@@ -105,8 +137,8 @@ def trained(
     """Copy the run ``fit ARGS`` into ``tmp_path`` (the working directory); what it printed."""
     monkeypatch.chdir(tmp_path)
 
-    def copy(*args: str) -> str:
-        return trained_runs.copy(tmp_path, *args)
+    def copy(*args: str, times: int = 1) -> str:
+        return trained_runs.copy(tmp_path, *args, times=times)
 
     return copy
 
@@ -131,7 +163,7 @@ def run_cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[..., Ex
     monkeypatch.chdir(tmp_path)
 
     def run(subcommand: str, *args: str) -> ExperimentCLI:
-        return main([subcommand, *args, *QUIET])
+        return main([subcommand, *args, *quiet(args)])
 
     return run
 

@@ -40,3 +40,27 @@ class Barrier(Callback):
             if time.monotonic() > deadline:
                 raise TimeoutError(f"only {len(os.listdir(directory))} of {parties} came")
             time.sleep(0.005)
+
+
+class Hold(Callback):
+    """Holds training before its second epoch for as long as the file ``path`` exists.
+
+    A test creates the file, starts a run, and meets it at a known point: training, its lock
+    held, the first epoch's checkpoint written. Deleting the file lets the run go on. Unlike a
+    pause of fixed length, it holds however slowly a busy machine gets there.
+
+    Args:
+        path: The file whose existence holds the run.
+        timeout: Seconds to hold at most.
+    """
+
+    def __init__(self, path: str, timeout: float = 300.0) -> None:
+        self.path = Path(path)
+        self.timeout = timeout
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        if trainer.current_epoch != 1:
+            return
+        deadline = time.monotonic() + self.timeout
+        while self.path.exists() and time.monotonic() < deadline:
+            time.sleep(0.02)

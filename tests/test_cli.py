@@ -111,8 +111,8 @@ def test_optimizer_is_selected_from_the_command_line(run_cli, optimizer, lr):
 
 
 @pytest.mark.parametrize("subcommand", ["validate", "test", "predict"])
-def test_evaluation_subcommands_load_a_checkpoint_file(run_cli, tmp_path, subcommand):
-    run_cli("fit", "--config", config("linear_regression"), "--trainer.max_epochs", "10")
+def test_evaluation_subcommands_load_a_checkpoint_file(run_cli, trained, tmp_path, subcommand):
+    trained("--config", config("linear_regression"), "--trainer.max_epochs", "10")
     ckpt = run_dir(tmp_path, "linear_regression") / "checkpoints/last.ckpt"
     cli = run_cli(subcommand, "--config", config("linear_regression"), "--ckpt_path", str(ckpt))
     weights = torch.load(ckpt, weights_only=True)["state_dict"]

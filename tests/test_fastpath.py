@@ -22,7 +22,7 @@ from experiments.fastpath.hooks import TRAINING_HOOKS, skip_unused_batch_hooks, 
 from experiments.fastpath.profiler import NoProfiler, no_profiler
 from experiments.fastpath.progress import ThrottledBar
 from models import MLP, ClassificationTask
-from tests.conftest import NO_TEST, QUIET, REPO, config, curves, run_dir
+from tests.conftest import NO_TEST, REPO, config, curves, fit_in, run_dir
 
 ON_A_VERIFIED_LIGHTNING = pytest.mark.skipif(
     not fastpath.verified(), reason=f"Lightning {lightning.__version__}: the fast path stays off"
@@ -38,28 +38,20 @@ RUNS = {
 
 def fit(root: Path, name: str, *extra: str) -> Path:
     """Train ``name`` for 4 epochs (and test it) in ``root``; return the run directory."""
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr("sys.argv", ["experiments"])
-        patch.chdir(root)
-        main(
-            [
-                "fit",
-                "--config",
-                config(name),
-                "--trainer.max_epochs",
-                "4",
-                *RUNS[name],
-                *extra,
-                *QUIET,
-            ]
-        )
+    fit_in(root, "--config", config(name), "--trainer.max_epochs", "4", *RUNS[name], *extra)
     return run_dir(root, name)
 
 
 @pytest.fixture(scope="module")
-def fast_runs(tmp_path_factory) -> dict[str, Path]:
+def fast_runs(trained_runs) -> dict[str, Path]:
     """Each experiment of RUNS trained with the fast path."""
-    return {name: fit(tmp_path_factory.mktemp(name), name) for name in RUNS}
+    runs = {}
+    for name in RUNS:
+        home, _ = trained_runs.train(
+            "--config", config(name), "--trainer.max_epochs", "4", *RUNS[name]
+        )
+        runs[name] = run_dir(home, name)
+    return runs
 
 
 def assert_same_run(one: Path, two: Path) -> None:

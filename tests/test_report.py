@@ -17,7 +17,7 @@ from PIL import Image
 
 from experiments.figures import DPI, FIGURE_SIZE
 from experiments.settings import flat_hparams
-from tests.conftest import config
+from tests.conftest import config, fit_in
 
 EPOCHS = 20
 RUN = "scratch_two_layer/version_0"
@@ -96,26 +96,9 @@ class TensorBoard:
 @pytest.fixture(scope="module")
 def board(tmp_path_factory):
     """A short scratch_two_layer run (two input features), served by a real TensorBoard."""
-    from experiments.cli import main
-
     root = tmp_path_factory.mktemp("board")
-    # Module-scoped, so the autouse sys.argv fixture does not apply yet: without it,
-    # LightningCLI warns about pytest's own arguments.
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr("sys.argv", ["experiments"])
-        main(
-            [
-                "fit",
-                "--config",
-                config("scratch_two_layer"),
-                "--trainer.max_epochs",
-                str(EPOCHS),
-                "--trainer.default_root_dir",
-                str(root),
-                "--trainer.enable_progress_bar",
-                "false",
-            ]
-        )
+    epochs = ["--trainer.max_epochs", str(EPOCHS)]
+    fit_in(root, "--config", config("scratch_two_layer"), *epochs, "--figures.enabled", "true")
     with TensorBoard(root / "lightning_logs") as server:
         server.wait_for_run(RUN)
         yield server

@@ -11,7 +11,7 @@ import torch
 from experiments import resume
 from experiments.cli import main
 from experiments.errors import UserError
-from tests.conftest import NO_TEST, QUIET, config, curves, run_dir
+from tests.conftest import MLP_RUN, NO_TEST, QUIET, config, curves, run_dir
 
 MLP = config("mlp_classification")
 
@@ -139,46 +139,47 @@ def test_a_checkpoint_carrying_code_is_refused_without_running_it(
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory) -> Path:
-    """A directory with a one-epoch run each of mlp_classification and scratch_two_layer."""
-    root = tmp_path_factory.mktemp("trained")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr("sys.argv", ["experiments"])
-        patch.chdir(root)
-        for name in ("mlp_classification", "scratch_two_layer"):
-            main(["fit", "--config", config(name), "--trainer.max_epochs", "1", *NO_TEST, *QUIET])
-    good = run_dir(root, "mlp_classification") / "checkpoints/last.ckpt"
-    (root / "truncated.ckpt").write_bytes(good.read_bytes()[: good.stat().st_size // 2])
-    return root
+def checkpoints(trained_runs, tmp_path_factory) -> dict[str, Path]:
+    """The last checkpoints of mlp_classification and scratch_two_layer runs, and one cut short."""
+    mlp, _ = trained_runs.train(*MLP_RUN)
+    scratch, _ = trained_runs.train("--config", config("scratch_two_layer"), *MLP_RUN)
+    good = run_dir(mlp, "mlp_classification") / "checkpoints/last.ckpt"
+    truncated = tmp_path_factory.mktemp("damaged") / "truncated.ckpt"
+    truncated.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    return {
+        "mlp_classification": good,
+        "scratch_two_layer": run_dir(scratch, "scratch_two_layer") / "checkpoints/last.ckpt",
+        "truncated": truncated,
+    }
 
 
 MISMATCHES = {
     "other experiment": (
-        "lightning_logs/scratch_two_layer/version_0/checkpoints/last.ckpt",
+        "scratch_two_layer",
         [],
         "checkpoint of network models.ScratchTwoLayer, the config builds models.MLP",
     ),
     "other shape": (
-        "lightning_logs/mlp_classification/version_0/checkpoints/last.ckpt",
+        "mlp_classification",
         ["--data.init_args.num_features", "12"],
         "does not fit this model: network.1.weight is [50, 10] in the checkpoint, [50, 12] here",
     ),
     "other width": (
-        "lightning_logs/mlp_classification/version_0/checkpoints/last.ckpt",
+        "mlp_classification",
         ["--model.init_args.network.init_args.hidden_sizes", "[64]"],
         "network hidden_sizes is [50] in the checkpoint but [64] in the config",
     ),
-    "truncated": ("truncated.ckpt", [], "not a readable checkpoint, truncated or damaged"),
+    "truncated": ("truncated", [], "not a readable checkpoint, truncated or damaged"),
 }
 
 
 @pytest.mark.parametrize("subcommand", ["fit", "test"])
 @pytest.mark.parametrize(("file", "extra", "message"), MISMATCHES.values(), ids=MISMATCHES.keys())
 def test_a_checkpoint_that_does_not_fit_gets_one_line_naming_file_and_mismatch(
-    trained, tmp_path, monkeypatch, capsys, subcommand, file, extra, message
+    checkpoints, tmp_path, monkeypatch, capsys, subcommand, file, extra, message
 ):
     monkeypatch.chdir(tmp_path)  # nothing may be written, here or in the trained runs
-    path = trained / file
+    path = checkpoints[file]
     with pytest.raises(SystemExit) as exit_info:
         main([subcommand, "--config", MLP, "--ckpt_path", str(path), *extra, *QUIET])
     (line,) = capsys.readouterr().err.strip().splitlines()
@@ -232,10 +233,9 @@ def test_resume_last_continues_the_newest_run_and_keeps_its_config(run_cli, tmp_
     assert steps == list(range(9))  # one point per epoch, 0..8, none twice
 
 
-def test_ckpt_path_file_resumes_in_the_run_it_belongs_to(run_cli, tmp_path):
+def test_ckpt_path_file_resumes_in_the_run_it_belongs_to(run_cli, trained, tmp_path):
     scratch = ["--config", config("scratch_two_layer"), "--trainer.max_epochs"]
-    run_cli("fit", *scratch, "3")
-    run_cli("fit", *scratch, "3")
+    trained(*scratch, "3", times=2)
     first = run_dir(tmp_path, "scratch_two_layer")
     cli = run_cli("fit", *scratch, "6", "--ckpt_path", str(first / "checkpoints/last.ckpt"))
     assert Path(cli.trainer.log_dir).resolve() == first.resolve()
@@ -252,11 +252,8 @@ def test_nothing_to_resume_is_an_error_not_a_fresh_start(run_cli, tmp_path, caps
 
 
 @pytest.mark.parametrize(("keyword", "prefix"), [("best", "best-"), ("last", "last")])
-def test_evaluation_uses_the_newest_runs_checkpoint(run_cli, tmp_path, keyword, prefix):
-    for _ in range(2):
-        run_cli(
-            "fit", "--config", config("scratch_two_layer"), "--trainer.max_epochs", "4", *NO_TEST
-        )
+def test_evaluation_uses_the_newest_runs_checkpoint(run_cli, trained, tmp_path, keyword, prefix):
+    trained("--config", config("scratch_two_layer"), "--trainer.max_epochs", "4", *NO_TEST, times=2)
     newest = run_dir(tmp_path, "scratch_two_layer", 1)
     cli = run_cli("test", "--config", config("scratch_two_layer"), "--ckpt_path", keyword)
     assert Path(cli.config.test.ckpt_path).parent.resolve() == (newest / "checkpoints").resolve()

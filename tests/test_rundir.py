@@ -145,13 +145,17 @@ def test_fits_started_together_each_write_a_run_of_their_own(tmp_path):
 def test_a_training_run_is_left_alone_by_a_second_writer_and_by_evaluations(
     tmp_path, monkeypatch, capsys
 ):
-    common = ["--config", MLP, "--trainer.max_epochs", "24", "--test_after_fit", "false"]
+    common = ["--config", MLP, "--trainer.max_epochs", "4", "--test_after_fit", "false"]
     busy, alone = tmp_path / "busy", tmp_path / "alone"
     busy.mkdir()
     alone.mkdir()
-    # Pauses between epochs leave time to meet the run; they change nothing it computes.
-    pause = json.dumps({"class_path": "tests.plugins.Pause", "init_args": {"seconds": 0.5}})
-    training = start_experiments(busy, "fit", *common, f"--trainer.callbacks+={pause}")
+    # The run is held before its second epoch, after its first checkpoint, until the file
+    # goes: the test meets it while it trains, however slow the machine. Holding changes
+    # nothing it computes.
+    hold = tmp_path / "hold"
+    hold.touch()
+    held = json.dumps({"class_path": "tests.plugins.Hold", "init_args": {"path": str(hold)}})
+    training = start_experiments(busy, "fit", *common, f"--trainer.callbacks+={held}")
     last = busy / RUN / "checkpoints/last.ckpt"
     try:
         deadline = time.monotonic() + 120
@@ -174,6 +178,7 @@ def test_a_training_run_is_left_alone_by_a_second_writer_and_by_evaluations(
         assert (busy / RUN / "predictions.csv").exists()
         assert training.poll() is None  # all of it while the run was training
     finally:
+        hold.unlink()
         _, err = training.communicate(timeout=300)
     assert training.returncode == 0, err[-3000:]
     assert sorted(p.name for p in (busy / RUN).parent.iterdir()) == ["version_0"]
@@ -182,7 +187,7 @@ def test_a_training_run_is_left_alone_by_a_second_writer_and_by_evaluations(
     main(["fit", *common, *QUIET])
     one = torch.load(busy / last.relative_to(busy), weights_only=True)
     two = torch.load(alone / RUN / "checkpoints/last.ckpt", weights_only=True)
-    assert one["global_step"] == two["global_step"] == 24 * 25
+    assert one["global_step"] == two["global_step"] == 4 * 25
     for name, tensor in two["state_dict"].items():
         assert torch.equal(one["state_dict"][name], tensor), name
     for key, state in two["optimizer_states"][0]["state"].items():

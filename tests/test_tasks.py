@@ -11,7 +11,7 @@ import models
 from datamodules import FeatureClassificationData, LinearRegressionData
 from models import MLP, ClassificationTask, LinearRegression, RegressionTask
 from models.tasks import is_plain
-from tests.conftest import REPO, config, curves, run_dir
+from tests.conftest import MLP_RUN, REPO, config, curves, run_dir
 
 
 def quick_trainer(tmp_path, **kwargs) -> Trainer:
@@ -134,8 +134,8 @@ def test_hyperparameters_built_in_python_keep_only_plain_values():
     assert not is_plain({"optimizer": torch.optim.SGD})
 
 
-def test_checkpoint_from_the_cli_rebuilds_with_weights_only(run_cli, tmp_path):
-    run_cli("fit", "--config", config("mlp_classification"), "--trainer.max_epochs", "1")
+def test_checkpoint_from_the_cli_rebuilds_with_weights_only(trained, tmp_path):
+    trained(*MLP_RUN)
     path = next(tmp_path.glob("lightning_logs/mlp_classification/version_0/checkpoints/last.ckpt"))
 
     checkpoint = torch.load(path, weights_only=True)  # raises if anything in it is pickled code
