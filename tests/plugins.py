@@ -7,20 +7,6 @@ from pathlib import Path
 from lightning.pytorch.callbacks import Callback
 
 
-class Pause(Callback):
-    """Sleeps at the end of every training epoch, so that a run lasts long enough to meet others.
-
-    Args:
-        seconds: How long each epoch's end waits.
-    """
-
-    def __init__(self, seconds: float) -> None:
-        self.seconds = seconds
-
-    def on_train_epoch_end(self, trainer, pl_module) -> None:
-        time.sleep(self.seconds)
-
-
 class Barrier(Callback):
     """Holds each process, while the CLI builds its run, until ``parties`` processes have come.
 
@@ -46,8 +32,9 @@ class Hold(Callback):
     """Holds training before its second epoch for as long as the file ``path`` exists.
 
     A test creates the file, starts a run, and meets it at a known point: training, its lock
-    held, the first epoch's checkpoint written. Deleting the file lets the run go on. Unlike a
-    pause of fixed length, it holds however slowly a busy machine gets there.
+    held, the first epoch's checkpoint written. Deleting the file lets the run go on, and so
+    does a signal that asks the run to stop (it then stops after that epoch). Unlike a pause
+    of fixed length, it holds however slowly a busy machine gets there.
 
     Args:
         path: The file whose existence holds the run.
@@ -63,4 +50,6 @@ class Hold(Callback):
             return
         deadline = time.monotonic() + self.timeout
         while self.path.exists() and time.monotonic() < deadline:
+            if any(getattr(cb, "received", None) is not None for cb in trainer.callbacks):
+                return  # StopOnSignal heard Ctrl-C or SIGTERM
             time.sleep(0.02)

@@ -46,9 +46,10 @@ def sweep_file(directory: Path, name: str = "quick", **settings: object) -> Path
     return path
 
 
-def pause(seconds: float) -> list[str]:
-    """Arguments that make each epoch of a trial last ``seconds`` more (nothing else changes)."""
-    callback = {"class_path": "tests.plugins.Pause", "init_args": {"seconds": seconds}}
+def held(path: Path) -> list[str]:
+    """Arguments that hold each trial before its second epoch while ``path`` exists
+    (tests.plugins.Hold): a test meets trials at a known point, however busy the machine."""
+    callback = {"class_path": "tests.plugins.Hold", "init_args": {"path": str(path)}}
     return [f"--trainer.callbacks+={json.dumps(callback)}"]
 
 
@@ -227,9 +228,10 @@ def test_two_workers_survive_a_sigkill_prune_and_leave_ordinary_runs(tmp_path, m
         tmp_path,
         trials=8,
         pruner="median",
-        args=[*SMALL, *pause(0.3)],
+        args=[*SMALL, *held(tmp_path / "hold")],
         space={LR: [0.05, 1.0e-5], "seed_everything": [0, 1, 2, 3]},
     )
+    (tmp_path / "hold").touch()  # the first trials wait after their first checkpoint
     sweep = start_sweep(tmp_path, str(path), "--workers", "2")
     sweep_dir = tmp_path / "lightning_logs" / "quick"
 
@@ -246,6 +248,7 @@ def test_two_workers_survive_a_sigkill_prune_and_leave_ordinary_runs(tmp_path, m
     wait_for(lambda: victim() is not None, sweep, "a worker's checkpoint")
     killed = victim()
     os.kill(killed, signal.SIGKILL)
+    (tmp_path / "hold").unlink()
     out, err = sweep.communicate(timeout=300)
     assert sweep.returncode == 0, err[-3000:]
 
@@ -291,9 +294,10 @@ def test_ctrl_c_stops_every_worker_and_the_same_command_ends_with_exactly_n(tmp_
     path = sweep_file(
         tmp_path,
         sampler="random",
-        args=[*SMALL, *pause(0.4)],
+        args=[*SMALL, *held(tmp_path / "hold")],
         space={LR: {"low": 0.03, "high": 0.1}},
     )
+    (tmp_path / "hold").touch()  # trials wait after their first checkpoint, or for Ctrl-C
     sweep = start_sweep(tmp_path, str(path), "--workers", "2")
     sweep_dir = tmp_path / "lightning_logs" / "quick"
     wait_for(
@@ -304,6 +308,7 @@ def test_ctrl_c_stops_every_worker_and_the_same_command_ends_with_exactly_n(tmp_
     os.killpg(sweep.pid, signal.SIGINT)  # a terminal's Ctrl-C reaches the whole group
     out, err = sweep.communicate(timeout=120)
     assert sweep.returncode == 130, err[-3000:]
+    (tmp_path / "hold").unlink()
     stopped = states(study_of(tmp_path))
     assert stopped.get("RUNNING", 0) >= 1  # interrupted, checkpointed, not counted
     interrupted = [
@@ -333,16 +338,25 @@ def test_workers_on_two_machines_share_one_study_in_postgresql(tmp_path, postgre
     # Two commands started together, each with one worker, stand in for two machines sharing
     # the run directory.
     url = new_database(postgres, "two_machines")
-    path = sweep_file(tmp_path, args=[*SMALL, *pause(0.2)])
+    path = sweep_file(tmp_path, args=[*SMALL, *held(tmp_path / "hold")])
+    (tmp_path / "hold").touch()
     first = start_sweep(tmp_path, str(path), "--storage", url)
     time.sleep(1.0)
     second = start_sweep(tmp_path, str(path), "--storage", url)
+    # Each command's one worker holds its first trial after a checkpoint: two checkpoints mean
+    # that both have a trial, however slowly either started.
+    sweep_dir = tmp_path / "lightning_logs" / "quick"
+    wait_for(
+        lambda: len(list(sweep_dir.glob("version_*/checkpoints/last.ckpt"))) >= 2,
+        second,
+        "a trial on each machine",
+    )
+    (tmp_path / "hold").unlink()
     for process in (first, second):
         _, err = process.communicate(timeout=300)
         assert process.returncode == 0, err[-3000:]
     study = optuna.load_study(study_name="quick", storage=url)
     assert states(study) == {"COMPLETE": 4}
-    sweep_dir = tmp_path / "lightning_logs" / "quick"
     writers = set()
     for trial in study.get_trials():
         run = sweep_dir / f"version_{trial.number}"
