@@ -1,6 +1,6 @@
 """How long the test suite takes: ``make test`` (the whole suite, as CI runs it) and ``test-fast``.
 
-Each runs as the Makefile runs it, ``python -m pytest`` from the repository root (with
+Each runs as the Makefile runs it, ``python -m pytest -n auto`` from the repository root (with
 ``-m "not slow"`` for the fast one), set-up excluded. Printed: the wall time, pytest's summary
 line (how many tests passed, failed or were deselected), and the slowest tests of the first
 suite run, as pytest lists them (``--durations`` in ``pyproject.toml``).
@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-SUITES = {"make test": (), "make test-fast": ("-m", "not slow")}
+SUITES = {"make test": ("-n", "auto"), "make test-fast": ("-n", "auto", "-m", "not slow")}
 SLOWEST = 10
 
 
