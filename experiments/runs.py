@@ -19,6 +19,7 @@ from typing import Any
 import yaml
 
 from experiments.settings import HParam, flat_settings
+from experiments.tables import table
 
 MAIN_METRICS = ("acc", "r2")
 # What the report writes into the hyperparameters tab about an early stop.
@@ -196,13 +197,7 @@ def format_table(runs: Sequence[Run]) -> str:
         ]
         for run in runs
     ]
-    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
-    lines = [
-        "  ".join(text.ljust(width) for text, width in zip(row, widths, strict=True))
-        for row in [header, *rows]
-    ]
-    lines.insert(1, "  ".join("-" * width for width in widths))
-    return "\n".join(line.rstrip() for line in lines)
+    return table([header, *rows])
 
 
 def main(argv: Sequence[str] | None = None) -> int:

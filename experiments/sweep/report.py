@@ -14,8 +14,10 @@ import optuna
 import yaml
 from optuna.trial import FrozenTrial, TrialState
 
+from experiments.atomic import write_atomically
 from experiments.sweep.spec import Sweep
 from experiments.sweep.worker import best_value
+from experiments.tables import table
 
 BEST = "best.yaml"
 HISTORY = "history.png"
@@ -52,17 +54,6 @@ def best_trial(study: optuna.Study, sweep: Sweep) -> tuple[FrozenTrial, float] |
         (t, s) for t, s in scored(study, sweep) if t.state == TrialState.COMPLETE and s is not None
     ]
     return complete[0] if complete else None
-
-
-def table(rows: list[list[str]]) -> str:
-    """Aligned text columns, the first row a header."""
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    lines = [
-        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True))
-        for row in rows
-    ]
-    lines.insert(1, "  ".join("-" * width for width in widths))
-    return "\n".join(line.rstrip() for line in lines)
 
 
 def value_text(value: Any) -> str:
@@ -166,9 +157,7 @@ def write(study: optuna.Study, sweep: Sweep, sweep_dir: Path) -> None:
             f"# Sweep {sweep.name}: trial {best.number}, the best {sweep.metric} ({score:.6g}).\n"
             f"# python -m experiments fit --config {sweep_dir / BEST} trains it again.\n"
         )
-        partial = sweep_dir / f".{BEST}.partial"
-        partial.write_text(header + yaml.safe_dump(config, sort_keys=False))
-        partial.replace(sweep_dir / BEST)
+        write_atomically(sweep_dir / BEST, header + yaml.safe_dump(config, sort_keys=False))
     trials = scored(study, sweep)
     if any(score is not None for _, score in trials):
         plot_history(trials, sweep, sweep_dir / HISTORY)
