@@ -19,7 +19,6 @@ in the modules it names:
 """
 
 import logging
-import os
 import sys
 import warnings
 from collections.abc import Callable, Sequence
@@ -37,7 +36,7 @@ from lightning.pytorch.utilities.exceptions import MisconfigurationException
 from datamodules import DataFileError, SplitDataModule
 from experiments import assembly, fastpath, report, resume, rundir
 from experiments.checkpoint import RunCheckpoint, SafeCheckpointIO
-from experiments.errors import UserError
+from experiments.errors import UserError, exit_status, first_line
 from experiments.figures import FigureLogger
 from experiments.interrupt import StopOnSignal
 from experiments.parser import PROGRAM, ExperimentParser, condense, network_refusal
@@ -345,7 +344,7 @@ class ExperimentCLI(LightningCLI):
         except (ValueError, TypeError) as error:
             raise UserError(f"cannot build the experiment: {condense(str(error))}") from error
         except MisconfigurationException as error:
-            raise UserError(f"trainer: {resume.first_line(error)}") from error
+            raise UserError(f"trainer: {first_line(error)}") from error
 
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:
         built = self.subcommand_config(self.config_init)
@@ -537,7 +536,4 @@ def main(args: Sequence[str] | None = None) -> ExperimentCLI:
     try:
         return ExperimentCLI(args=args, parser_kwargs=parser_kwargs(argv))
     except UserError as error:
-        if os.environ.get("EXPERIMENTS_TRACEBACK"):
-            raise
-        print(f"error: {error}", file=sys.stderr, flush=True)
-        raise SystemExit(error.exit_code) from None
+        raise SystemExit(exit_status(error)) from None

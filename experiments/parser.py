@@ -21,6 +21,8 @@ import yaml
 from jsonargparse import ArgumentParser, get_loader, set_loader
 from lightning.pytorch.cli import LightningArgumentParser
 
+from experiments.errors import TRACEBACK
+
 NOISE = (
     "Problem with given class_path",
     "Parser key",
@@ -341,7 +343,7 @@ class ExperimentParser(LightningArgumentParser):
             _depth[0] -= 1
 
     def error(self, message: str, ex: Exception | None = None) -> NoReturn:
-        if not self.exit_on_error or os.environ.get("EXPERIMENTS_TRACEBACK"):
+        if not self.exit_on_error or os.environ.get(TRACEBACK):
             super().error(message, ex)
         sys.stderr.write(f"error: {self.explain(message, ex)}\n")
         self.exit(2)

@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from experiments.errors import UserError
+from experiments.errors import UserError, first_line
 
 VERSION = re.compile(r"version_(\d+)")
 
@@ -160,12 +160,6 @@ def resuming_message(found: Resolved, checkpoint: dict[str, Any]) -> str:
         f"Resuming {found.run} from {found.path.name} (epoch {epoch}, step {step}); "
         "anything the run logged after that step is replaced."
     )
-
-
-def first_line(error: BaseException) -> str:
-    """The first line of an exception's message, for one-line reports."""
-    text = str(error).strip().splitlines()
-    return text[0] if text else type(error).__name__
 
 
 def check_network(checkpoint: dict[str, Any], model: dict[str, Any], path: Path) -> None:

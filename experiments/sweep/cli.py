@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
 
-from experiments.errors import UserError
+from experiments.errors import UserError, exit_status
 
 USAGE = "python -m experiments.sweep"
 
@@ -164,7 +164,4 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return run(args)
     except UserError as error:
-        if os.environ.get("EXPERIMENTS_TRACEBACK"):
-            raise
-        print(f"error: {error}", file=sys.stderr, flush=True)
-        return error.exit_code
+        return exit_status(error)
