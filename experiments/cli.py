@@ -41,6 +41,7 @@ from experiments.figures import FigureLogger
 from experiments.interrupt import StopOnSignal
 from experiments.parser import PROGRAM, ExperimentParser, condense, network_refusal
 from experiments.predictions import PredictionWriter
+from experiments.runpath import BEST_FILENAME, RunPath, experiment_name, log_root
 from experiments.runs import STOPPED_AT, STOPPED_BY
 from experiments.sanity import check_linked_overrides, check_run, check_writable
 from experiments.settings import flat_hparams
@@ -63,7 +64,7 @@ CHECKPOINT_DEFAULTS = {
     "checkpoint.save_last": True,
     # After every epoch, validated or not, so last.ckpt is always the newest state.
     "checkpoint.save_on_train_epoch_end": True,
-    "checkpoint.filename": "best-{epoch}-{step}",
+    "checkpoint.filename": BEST_FILENAME,
 }
 
 # The data are tensors already in memory: worker processes would only add start-up and copying,
@@ -201,7 +202,7 @@ class ExperimentCLI(LightningCLI):
     def before_instantiate_classes(self) -> None:
         config = self.subcommand_config(self.config)
         if config.experiment is None:
-            config.experiment = rundir.experiment_name(config.get("config"), DEFAULT_EXPERIMENT)
+            config.experiment = experiment_name(config.get("config"), DEFAULT_EXPERIMENT)
         trainer = config.trainer
         if trainer.max_epochs is not None and trainer.max_epochs != -1 and trainer.max_epochs <= 0:
             raise UserError(
@@ -214,7 +215,7 @@ class ExperimentCLI(LightningCLI):
             )
         check_network_contract(config)
         check_linked_overrides(config, LINKED)
-        root = Path(trainer.default_root_dir or ".") / rundir.LOG_DIR_NAME
+        root = log_root(trainer.default_root_dir)
         check_writable(root)
         logger_args = {"save_dir": str(root), "name": config.experiment, "default_hp_metric": False}
         if self.run_version is not None:
@@ -251,29 +252,30 @@ class ExperimentCLI(LightningCLI):
             return
         config = self.config[subcommand]
         configs = [Path(str(path)) for path in config.get("config") or []]
-        named = next((run for run in map(rundir.run_of_config, configs) if run), None)
+        named = next((run for run in map(RunPath.of_config, configs) if run), None)
         ckpt_path = config.get("ckpt_path")
-        root = Path(config.trainer.default_root_dir or ".") / rundir.LOG_DIR_NAME
+        root = log_root(config.trainer.default_root_dir)
         if ckpt_path is None and named is not None:
             # The run named by its config: continue it, or evaluate its best checkpoint, in it.
-            found = resume.checkpoint_of(named, "last" if subcommand == "fit" else "best")
-            where = ["--trainer.default_root_dir", str(named.parent.parent.parent)]
-            where += ["--experiment", named.parent.name]
+            found = named.checkpoint("last" if subcommand == "fit" else "best")
+            where = ["--trainer.default_root_dir", str(named.root)]
+            where += ["--experiment", named.experiment]
             if found is not None:
                 where += ["--ckpt_path", str(found)]
             elif subcommand == "fit":
-                self.run_version = resume.version_of(named)
+                self.run_version = named.version
             else:
                 raise UserError(f"{named}: the run has no checkpoint to {subcommand}")
             self.reparse(parser, [*argv, *where])
             return
         if ckpt_path is None:
             return
-        experiment = config.experiment or rundir.experiment_name(configs, DEFAULT_EXPERIMENT)
+        experiment = config.experiment or experiment_name(configs, DEFAULT_EXPERIMENT)
         run = resume.resolve(str(ckpt_path), subcommand, root, experiment).run
-        if run is not None and (run / rundir.CONFIG_FILE).is_file() and named != run:
+        config_file = RunPath(run).config if run is not None else None
+        if config_file is not None and config_file.is_file() and named != RunPath(run):
             mine = self.config
-            self.reparse(parser, with_config(argv, subcommand, run / rundir.CONFIG_FILE))
+            self.reparse(parser, with_config(argv, subcommand, config_file))
             if subcommand != "fit":
                 # An evaluation takes the run's model and data, and runs as this command says:
                 # its Trainer (devices, strategy, precision) is not the run's, which may have
@@ -390,8 +392,8 @@ class ExperimentCLI(LightningCLI):
     def say_nothing_to_train(self, done: str, limit: str, option: str, further: int) -> None:
         """A resumed run that had already reached its end: say so, and how to go further."""
         where = self.checkpoint_file
-        run = self.checkpoint_file.parent.parent if where is not None else None
-        name = f"the run {run}" if run is not None and rundir.VERSION.fullmatch(run.name) else where
+        run = RunPath.named(where.parent.parent) if where is not None else None
+        name = f"the run {run}" if run is not None else where
         print(
             f"Nothing to train: {name} has trained {done}, and {limit}.\n"
             f"To train further: {report.continue_command(self.config.fit)} {option} {further}",

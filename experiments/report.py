@@ -10,7 +10,7 @@ import lightning.pytorch as pl
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint, Timer
 from lightning.pytorch.loggers import TensorBoardLogger
 
-from experiments.rundir import run_of_config
+from experiments.runpath import RunPath
 from experiments.runs import read_scalars
 from experiments.settings import HParam
 
@@ -149,7 +149,7 @@ def continue_command(config: Mapping[str, Any]) -> str:
     """The command that continues the run of this ``fit`` from its last checkpoint."""
     command = "python -m experiments fit"
     first = Path(str(config["config"][0])) if config.get("config") else None
-    if first is not None and run_of_config(first) is not None:
+    if first is not None and RunPath.of_config(first) is not None:
         return f"{command} --config {first}"  # that run, however many have started since
     if first is not None:
         command += f" --config {first}"

@@ -7,7 +7,6 @@ its curves continue and its results stay together.
 """
 
 import pickle
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,8 +14,7 @@ from typing import Any
 import torch
 
 from experiments.errors import UserError, first_line
-
-VERSION = re.compile(r"version_(\d+)")
+from experiments.runpath import LAST, RunPath, runs_of
 
 
 @dataclass
@@ -28,32 +26,7 @@ class Resolved:
 
     @property
     def version(self) -> int | None:
-        return int(VERSION.fullmatch(self.run.name).group(1)) if self.run else None
-
-
-def versions(root: Path, experiment: str) -> list[Path]:
-    """The experiment's run directories, newest (highest version) first."""
-    runs = [p for p in (root / experiment).glob("version_*") if VERSION.fullmatch(p.name)]
-    return sorted(runs, key=lambda p: int(VERSION.fullmatch(p.name).group(1)), reverse=True)
-
-
-def best_checkpoint(run: Path) -> Path | None:
-    """The run's best checkpoint: the newest ``best-*.ckpt`` in its checkpoints folder."""
-    candidates = sorted((run / "checkpoints").glob("best-*.ckpt"), key=lambda p: p.stat().st_mtime)
-    return candidates[-1] if candidates else None
-
-
-def checkpoint_of(run: Path, which: str) -> Path | None:
-    """The run's ``last.ckpt`` or best checkpoint (``which``), if it has one."""
-    if which == "best":
-        return best_checkpoint(run) or checkpoint_of(run, "last")
-    last = run / "checkpoints" / "last.ckpt"
-    return last if last.is_file() else None
-
-
-def version_of(run: Path) -> int:
-    """The number of the run directory ``version_<n>``."""
-    return int(VERSION.fullmatch(run.name).group(1))
+        return RunPath(self.run).version if self.run else None
 
 
 def limit_reached(
@@ -83,13 +56,11 @@ def resolve(ckpt_path: str, subcommand: str, root: Path, experiment: str) -> Res
     if ckpt_path in ("last", "best"):
         if ckpt_path == "best" and subcommand == "fit":
             raise UserError("fit resumes from --ckpt_path last or a .ckpt file, not 'best'")
-        for run in versions(root, experiment):
-            found = (
-                run / "checkpoints" / "last.ckpt" if ckpt_path == "last" else best_checkpoint(run)
-            )
+        for run in runs_of(root / experiment):
+            found = run.last if ckpt_path == "last" else run.best()
             if found is not None and found.is_file():
-                return Resolved(found, run)
-        what = "last.ckpt" if ckpt_path == "last" else "best checkpoint"
+                return Resolved(found, run.directory)
+        what = LAST if ckpt_path == "last" else "best checkpoint"
         raise UserError(
             f"--ckpt_path {ckpt_path}: no {what} to use for experiment '{experiment}' under "
             f"{root / experiment} (nothing to resume; train it first with fit)"
@@ -97,10 +68,9 @@ def resolve(ckpt_path: str, subcommand: str, root: Path, experiment: str) -> Res
     path = Path(ckpt_path)
     if not path.is_file():
         raise UserError(f"--ckpt_path {ckpt_path}: no such checkpoint file")
-    run = path.resolve().parent.parent
-    inside = path.parent.name == "checkpoints" and VERSION.fullmatch(run.name)
-    belongs = inside and run.parent.name == experiment and run.parent.parent == root.resolve()
-    return Resolved(path, run if belongs else None)
+    run = RunPath.of_checkpoint(path)
+    belongs = run is not None and run.experiment == experiment and run.logs == root.resolve()
+    return Resolved(path, run.directory if belongs else None)
 
 
 def load(path: Path) -> dict[str, Any]:

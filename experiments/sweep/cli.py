@@ -18,6 +18,7 @@ from pathlib import Path
 from types import FrameType
 
 from experiments.errors import UserError, exit_status
+from experiments.runpath import log_root
 
 USAGE = "python -m experiments.sweep"
 
@@ -105,7 +106,7 @@ def run(args: argparse.Namespace) -> int:
         root = Path(checks.check(sweep).config.trainer.default_root_dir or ".")
     else:
         root = args.root
-    sweep_dir = root / "lightning_logs" / sweep.name
+    sweep_dir = log_root(root) / sweep.name
     if args.report and args.storage is None and not (sweep_dir / study.JOURNAL).exists():
         raise UserError(
             f"no study {sweep.name!r} in {sweep_dir / study.JOURNAL}: run the sweep first"

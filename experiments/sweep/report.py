@@ -15,6 +15,7 @@ import yaml
 from optuna.trial import FrozenTrial, TrialState
 
 from experiments.atomic import write_atomically
+from experiments.runpath import RunPath
 from experiments.sweep.spec import Sweep
 from experiments.sweep.worker import best_value
 from experiments.tables import table
@@ -85,7 +86,7 @@ def summary(study: optuna.Study, sweep: Sweep, sweep_dir: Path, target: int) -> 
                 "-" if score is None else f"{score:.4f}",
                 *params,
                 str(len(trial.intermediate_values)),
-                str(sweep_dir / f"version_{trial.number}"),
+                str(RunPath.of(sweep_dir, trial.number)),
             ]
         )
     lines.append(table(rows))
@@ -137,7 +138,7 @@ def best_config(study: optuna.Study, sweep: Sweep, sweep_dir: Path) -> dict[str,
     best = best_trial(study, sweep)
     if best is None:
         return None
-    path = sweep_dir / f"version_{best[0].number}" / "config.yaml"
+    path = RunPath.of(sweep_dir, best[0].number).config
     if not path.is_file():
         return None
     config = yaml.safe_load(path.read_text())

@@ -33,6 +33,7 @@ from optuna.trial import FrozenTrial, TrialState
 from experiments.cli import ExperimentCLI
 from experiments.errors import UserError
 from experiments.rundir import RunLock
+from experiments.runpath import RunPath
 from experiments.sweep.spec import Sweep
 
 SWEEP_LOCK = "sweep.lock"
@@ -112,7 +113,7 @@ class Claim:
 
     trial: optuna.Trial
     params: dict[str, Any]
-    run: Path
+    run: RunPath
     lock: RunLock
     taken_over: bool
 
@@ -144,8 +145,8 @@ class Worker:
         self.stop: int | None = None  # the signal that asked this worker to stop
         self.signal_handler = self.asked_to_stop  # the leading process also tells the others
 
-    def run_dir(self, number: int) -> Path:
-        return self.sweep_dir / f"version_{number}"
+    def run_dir(self, number: int) -> RunPath:
+        return RunPath.of(self.sweep_dir, number)
 
     def claim(self) -> Claim | bool:
         """The next trial to train; ``True`` to wait for other workers; ``False`` when done."""
@@ -155,8 +156,8 @@ class Worker:
                 if frozen.state != TrialState.RUNNING:
                     continue
                 run = self.run_dir(frozen.number)
-                run.mkdir(parents=True, exist_ok=True)
-                lock = RunLock.attempt(run)
+                run.directory.mkdir(parents=True, exist_ok=True)
+                lock = RunLock.attempt(run.directory)
                 if lock is not None:  # its worker is gone
                     # Optuna has no public way to go on with a running trial from another
                     # process (its heartbeat retries start a new trial, a new run directory).
@@ -174,8 +175,8 @@ class Worker:
             distributions = {key: dim.distribution() for key, dim in self.sweep.space.items()}
             trial = self.study.ask(distributions)
             run = self.run_dir(trial.number)
-            run.mkdir(parents=True, exist_ok=True)
-            return Claim(trial, self.decoded(trial.params), run, RunLock(run), False)
+            run.directory.mkdir(parents=True, exist_ok=True)
+            return Claim(trial, self.decoded(trial.params), run, RunLock(run.directory), False)
 
     def decoded(self, params: dict[str, Any]) -> dict[str, Any]:
         return {key: self.sweep.space[key].decode(value) for key, value in params.items()}
@@ -220,7 +221,7 @@ class Worker:
 
     def train(self, claim: Claim) -> None:
         """Train one trial to its end and tell the study how it went."""
-        last = claim.run / "checkpoints" / "last.ckpt"
+        last = claim.run.last
         args = ["fit", *self.sweep.trial_args(claim.params), "--experiment", self.sweep.name]
         args += [*QUIET, "--trainer.devices", self.devices]
         if last.is_file():
