@@ -38,7 +38,7 @@ from experiments import assembly, fastpath, report, resume, rundir
 from experiments.checkpoint import RunCheckpoint, SafeCheckpointIO
 from experiments.errors import UserError, exit_status, first_line
 from experiments.figures import FigureLogger
-from experiments.interrupt import StopOnSignal
+from experiments.interrupt import SignalHandler, StopOnSignal
 from experiments.parser import PROGRAM, ExperimentParser, condense, network_refusal
 from experiments.predictions import PredictionWriter
 from experiments.runpath import BEST_FILENAME, RunPath, experiment_name, log_root
@@ -86,10 +86,6 @@ class _DropAdverts(logging.Filter):
 logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(_DropAdverts())
 
 
-class NothingToTrainError(Exception):
-    """``fit`` resumed a run that has already reached ``max_epochs`` or ``max_steps``."""
-
-
 class ExperimentCLI(LightningCLI):
     """LightningCLI over every task in ``models`` and every datamodule in ``datamodules``."""
 
@@ -100,14 +96,15 @@ class ExperimentCLI(LightningCLI):
         run_version: int | None = None,
         run_lock: rundir.RunLock | None = None,
         extra_callbacks: Sequence[Callback] = (),
+        on_signal: SignalHandler | None = None,
         **kwargs: object,
     ) -> None:
         """``args`` as for LightningCLI; the rest is for a caller running the CLI in-process
         (a sweep's worker): ``run_version`` names the new run's version instead of the next
-        free one, ``run_lock`` is that run's lock, already held, and ``extra_callbacks`` join
-        the Trainer's."""
+        free one, ``run_lock`` is that run's lock, already held, ``extra_callbacks`` join
+        the Trainer's, and ``on_signal`` is told of a Ctrl-C or SIGTERM that stops training."""
         kwargs.setdefault("seed_everything_default", 0)
-        self.stop_on_signal = StopOnSignal()
+        self.stop_on_signal = StopOnSignal(pass_on=on_signal)
         self.checkpoint_io = SafeCheckpointIO()
         self.checkpoint: dict | None = None  # the --ckpt_path checkpoint, read once and checked
         self.checkpoint_file: Path | None = None
@@ -129,9 +126,9 @@ class ExperimentCLI(LightningCLI):
                 args=args,
                 **kwargs,
             )
-        except NothingToTrainError as done:  # raised before anything is built or written
+        except resume.NothingToTrainError as done:  # raised before anything is built or written
             if rank_zero_only.rank == 0:
-                self.say_nothing_to_train(*done.args)
+                self.say_nothing_to_train(done)
         except SystemExit:
             # Lightning ends a training stopped at once by a second Ctrl-C with exit(1).
             if self.stop_on_signal.forced is None:
@@ -306,7 +303,7 @@ class ExperimentCLI(LightningCLI):
             trainer = config.trainer
             reached = resume.limit_reached(self.checkpoint, trainer.max_epochs, trainer.max_steps)
             if reached is not None:
-                raise NothingToTrainError(*reached)
+                raise resume.NothingToTrainError(reached, found.path)
             step = self.checkpoint.get("global_step", 0)
             rank_zero_info(resume.resuming_message(found, self.checkpoint))
             # Hide anything the interrupted run logged after this checkpoint (a crash mid-epoch),
@@ -389,14 +386,15 @@ class ExperimentCLI(LightningCLI):
         if self.trainer.is_global_zero and log_dir:
             print(f"Run directory: {Path(log_dir).resolve()}", flush=True)
 
-    def say_nothing_to_train(self, done: str, limit: str, option: str, further: int) -> None:
+    def say_nothing_to_train(self, done: resume.NothingToTrainError) -> None:
         """A resumed run that had already reached its end: say so, and how to go further."""
-        where = self.checkpoint_file
-        run = RunPath.named(where.parent.parent) if where is not None else None
-        name = f"the run {run}" if run is not None else where
+        run = RunPath.named(done.checkpoint.parent.parent)
+        name = f"the run {run}" if run is not None else done.checkpoint
+        reached = done.reached
         print(
-            f"Nothing to train: {name} has trained {done}, and {limit}.\n"
-            f"To train further: {report.continue_command(self.config.fit)} {option} {further}",
+            f"Nothing to train: {name} has trained {reached.trained}, and {reached.limit}.\n"
+            f"To train further: {report.continue_command(self.config.fit)} "
+            f"{reached.option} {reached.further}",
             flush=True,
         )
 

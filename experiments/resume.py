@@ -29,25 +29,49 @@ class Resolved:
         return RunPath(self.run).version if self.run else None
 
 
-def limit_reached(
-    checkpoint: dict, max_epochs: int | None, max_steps: int | None
-) -> tuple[str, str, str, int] | None:
-    """What the checkpoint's run has trained, the limit (``max_epochs`` or ``max_steps``, as the
-    Trainer reads them) that it has reached, the option that raises it and a value that goes
-    further; ``None`` if there is training left to do."""
+@dataclass(frozen=True)
+class Limit:
+    """A limit of training that a run has reached, and how to go further."""
+
+    trained: str  # what the run has trained: "12 epochs", "300 steps"
+    limit: str  # the limit reached: "max_epochs is 12"
+    option: str  # the option that raises it: "--trainer.max_epochs"
+    further: int  # a value of that option that trains further
+
+
+class NothingToTrainError(Exception):
+    """``fit`` resumed a run that has already reached ``max_epochs`` or ``max_steps``.
+
+    Args:
+        reached: The limit that the run has reached.
+        checkpoint: The checkpoint file it was to resume from.
+    """
+
+    def __init__(self, reached: Limit, checkpoint: Path) -> None:
+        super().__init__(f"{checkpoint}: trained {reached.trained}, and {reached.limit}")
+        self.reached = reached
+        self.checkpoint = checkpoint
+
+
+def limit_reached(checkpoint: dict, max_epochs: int | None, max_steps: int | None) -> Limit | None:
+    """The limit (``max_epochs`` or ``max_steps``, as the Trainer reads them) that the
+    checkpoint's run has reached; ``None`` if there is training left to do."""
     steps = -1 if max_steps is None else max_steps
     if max_epochs is None:  # the Trainer's default: 1000 epochs unless max_steps is set
         max_epochs = 1000 if steps == -1 else -1
     step = checkpoint.get("global_step", 0)
     if steps != -1 and step >= steps:
-        return f"{step} steps", f"max_steps is {steps}", "--trainer.max_steps", 2 * max(step, steps)
+        further = 2 * max(step, steps)
+        return Limit(f"{step} steps", f"max_steps is {steps}", "--trainer.max_steps", further)
     # An epoch is done once processed: a checkpoint written at its end counts it so (Lightning
     # marks it completed only after the epoch-end hooks that save the checkpoint).
     progress = checkpoint.get("loops", {}).get("fit_loop", {}).get("epoch_progress", {})
     done = progress.get("current", {}).get("processed", checkpoint.get("epoch", 0))
     if max_epochs != -1 and done >= max_epochs:
         further = 2 * max(done, max_epochs)
-        return f"{done} epochs", f"max_epochs is {max_epochs}", "--trainer.max_epochs", further
+        return Limit(
+            f"{done} epochs", f"max_epochs is {max_epochs}", "--trainer.max_epochs", further
+        )
     return None
 
 

@@ -143,7 +143,6 @@ def run(args: argparse.Namespace) -> int:
                 process.send_signal(signum)
         worker.asked_to_stop(signum, frame)
 
-    forward.wants_run_signals = True  # see experiments.interrupt
     previous = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
         worker.signal_handler = forward

@@ -21,6 +21,7 @@ import warnings
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
+from enum import Enum
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -118,6 +119,13 @@ class Claim:
     taken_over: bool
 
 
+class NoTrial(Enum):
+    """Why :meth:`Worker.claim` gives no trial to train now."""
+
+    WAIT = "other workers train the last trials, and one may be left to take over"
+    DONE = "the study has all its trials"
+
+
 class Worker:
     """Takes trials of ``sweep`` until the study has ``target`` finished or pruned ones.
 
@@ -148,8 +156,8 @@ class Worker:
     def run_dir(self, number: int) -> RunPath:
         return RunPath.of(self.sweep_dir, number)
 
-    def claim(self) -> Claim | bool:
-        """The next trial to train; ``True`` to wait for other workers; ``False`` when done."""
+    def claim(self) -> Claim | NoTrial:
+        """The next trial to train, or why there is none now."""
         with sweep_lock(self.sweep_dir):
             trials = self.study.get_trials(deepcopy=False)
             for frozen in trials:
@@ -166,7 +174,7 @@ class Worker:
             states = Counter(frozen.state for frozen in trials)
             running = states[TrialState.RUNNING]
             if sum(states[s] for s in FINISHED) + running >= self.target:
-                return running > 0
+                return NoTrial.WAIT if running > 0 else NoTrial.DONE
             if states[TrialState.FAIL] >= self.target:
                 raise UserError(
                     f"sweep {self.sweep.name}: {states[TrialState.FAIL]} trials failed; "
@@ -193,9 +201,9 @@ class Worker:
         try:
             while self.stop is None:
                 claim = self.claim()
-                if claim is True:
+                if claim is NoTrial.WAIT:
                     time.sleep(POLL_SECONDS)
-                elif claim is False:
+                elif claim is NoTrial.DONE:
                     break
                 else:
                     self.train(claim)
@@ -238,6 +246,9 @@ class Worker:
                     run_version=claim.trial.number,
                     run_lock=claim.lock,
                     extra_callbacks=[reporter],
+                    # The run's own handler stops it at its epoch's end and tells this one too,
+                    # so that the worker also stops taking trials.
+                    on_signal=self.signal_handler,
                 )
         except SystemExit as stopped:  # the CLI stopped at an epoch's end on a signal
             self.stop = self.stop or (int(stopped.code) - 128 if stopped.code else signal.SIGINT)
@@ -292,8 +303,3 @@ def quiet_trial() -> Iterator[None]:
         sys.argv = argv
         for logger, level in zip(loggers, levels, strict=True):
             logger.setLevel(level)
-
-
-# The CLI's own handler, which stops a run at its epoch's end, passes the signal on to this one
-# too (see experiments.interrupt), so that the worker also stops taking trials.
-Worker.asked_to_stop.wants_run_signals = True
