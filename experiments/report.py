@@ -3,6 +3,7 @@
 import math
 import signal
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -10,8 +11,9 @@ import lightning.pytorch as pl
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint, Timer
 from lightning.pytorch.loggers import TensorBoardLogger
 
+from experiments.resume import NothingToTrainError
 from experiments.runpath import RunPath
-from experiments.runs import read_scalars
+from experiments.runs import STOPPED_AT, STOPPED_BY, read_scalars
 from experiments.settings import HParam
 
 
@@ -145,6 +147,44 @@ def stage_metrics(trainer: pl.Trainer, *stages: str) -> dict[str, float]:
     }
 
 
+@dataclass
+class FitResults:
+    """What a ``fit`` reports: its metrics under a heading that says what they are measured on,
+    its checkpoint files, and what stopped it early (by what, and a line saying so)."""
+
+    metrics: dict[str, float]
+    heading: str
+    paths: dict[str, str]
+    stopped: tuple[str, str] | None
+
+
+def fit_results(trainer: pl.Trainer) -> FitResults:
+    """The results of the fit that ``trainer`` has just ended, before any test after it.
+
+    The validation metrics are those at the best checkpoint where the first process can read
+    them, else those of the last epoch. Read before testing: loading the best checkpoint
+    restores the checkpoint callback's state too.
+    """
+    metrics = stage_metrics(trainer, "val")
+    heading = f"At the last epoch ({trainer.current_epoch - 1}):"
+    paths = checkpoint_paths(trainer)
+    stopped = stop_reason(trainer)
+    run_dir = trainer.log_dir  # a broadcast from the first process: every process asks
+    best = None
+    if trainer.is_global_zero and run_dir and not trainer.fast_dev_run:
+        best = best_validation(trainer, Path(run_dir))
+    if best is not None:
+        heading, metrics = best
+    return FitResults(metrics, heading, paths, stopped)
+
+
+def early_stop(trainer: pl.Trainer, stopped: tuple[str, str] | None) -> dict[str, HParam]:
+    """What the hyperparameters tab records of an early stop: by what, and after which epoch."""
+    if stopped is None:
+        return {}
+    return {STOPPED_BY: stopped[0], STOPPED_AT: trainer.current_epoch - 1}
+
+
 def continue_command(config: Mapping[str, Any]) -> str:
     """The command that continues the run of this ``fit`` from its last checkpoint."""
     command = "python -m experiments fit"
@@ -156,6 +196,18 @@ def continue_command(config: Mapping[str, Any]) -> str:
     if config.get("experiment") and (first is None or config["experiment"] != first.stem):
         command += f" --experiment {config['experiment']}"
     return f"{command} --ckpt_path last"
+
+
+def nothing_to_train(done: NothingToTrainError, config: Mapping[str, Any]) -> str:
+    """What a ``fit`` says that resumed a run which had already reached its end, and how to
+    train it further."""
+    run = RunPath.named(done.checkpoint.parent.parent)
+    name = f"the run {run}" if run is not None else done.checkpoint
+    reached = done.reached
+    return (
+        f"Nothing to train: {name} has trained {reached.trained}, and {reached.limit}.\n"
+        f"To train further: {continue_command(config)} {reached.option} {reached.further}"
+    )
 
 
 def interrupted(trainer: pl.Trainer, signum: int, config: Mapping[str, Any]) -> NoReturn:

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from lightning.pytorch.utilities import rank_zero_info
 
 from experiments.errors import UserError, first_line
 from experiments.runpath import LAST, RunPath, runs_of
@@ -130,21 +131,44 @@ def load(path: Path) -> dict[str, Any]:
 
 
 def find_and_load(
-    ckpt_path: str, subcommand: str, root: Path, experiment: str
+    ckpt_path: str, subcommand: str, root: Path, experiment: str, found: Resolved | None = None
 ) -> tuple[Resolved, dict[str, Any]]:
-    """:func:`resolve` ``ckpt_path``, then :func:`load` the file it names.
+    """:func:`resolve` ``ckpt_path`` (``found``, where the caller has done so already), then
+    :func:`load` the file it names.
 
     A run that is training replaces its best checkpoint when a better one is written: if the
     file found for ``best`` is gone before it is opened, the newest one is looked up again.
     """
     for _ in range(5):
-        found = resolve(ckpt_path, subcommand, root, experiment)
+        found = found or resolve(ckpt_path, subcommand, root, experiment)
         try:
             return found, load(found.path)
         except FileNotFoundError:
             if ckpt_path not in ("last", "best"):
                 break
+            found = None
     raise UserError(f"--ckpt_path {ckpt_path}: the checkpoint file disappeared while being read")
+
+
+def run_arguments(
+    found: Resolved, checkpoint: dict[str, Any], subcommand: str, trainer: Any
+) -> dict[str, int]:
+    """The logger arguments of the run that the checkpoint belongs to (none for a file from
+    elsewhere: a new run, from its weights and training state). A ``fit`` that continues the
+    run says so, or raises :class:`NothingToTrainError` if the run has reached the limits of
+    ``trainer`` (its config)."""
+    if found.run is None:
+        return {}
+    run = {"version": found.version}
+    if subcommand == "fit":
+        reached = limit_reached(checkpoint, trainer.max_epochs, trainer.max_steps)
+        if reached is not None:
+            raise NothingToTrainError(reached, found.path)
+        rank_zero_info(resuming_message(found, checkpoint))
+        # Hide anything the interrupted run logged after this checkpoint (a crash mid-epoch),
+        # so the curves continue from it without repeated steps.
+        run["purge_step"] = int(checkpoint.get("global_step", 0))
+    return run
 
 
 def resuming_message(found: Resolved, checkpoint: dict[str, Any]) -> str:

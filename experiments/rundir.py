@@ -146,6 +146,16 @@ class RunLogger(TensorBoardLogger):
         super().finalize(status)
 
 
+def log_with_run_logger(trainer: Namespace, save_dir: Path, experiment: str, **run: int) -> None:
+    """Make the Trainer's logger in ``trainer`` (its config) a :class:`RunLogger` of the
+    experiment's runs under ``save_dir`` (the run's ``version`` and ``purge_step`` given in
+    ``run``), unless the user chose a logger of their own or none."""
+    ours = isinstance(trainer.logger, Namespace) and trainer.logger.class_path == RUN_LOGGER
+    if trainer.logger is None or trainer.logger is True or ours:
+        logger_args = {"save_dir": str(save_dir), "name": experiment, "default_hp_metric": False}
+        trainer.logger = Namespace(class_path=RUN_LOGGER, init_args=Namespace(**logger_args, **run))
+
+
 class KeepExistingConfig(SaveConfigCallback):
     """Saves ``config.yaml`` into a new run; a resumed or evaluated run keeps the one it has."""
 
