@@ -35,17 +35,15 @@ from lightning.pytorch import Trainer
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.utilities import rank_zero_only
-from lightning.pytorch.utilities.exceptions import MisconfigurationException
 
-from datamodules import DataFileError, SplitDataModule
+from datamodules import SplitDataModule
 from experiments import assembly, fastpath, namedrun, options, report, resume, rundir
 from experiments.checkpoint import SafeCheckpointIO
-from experiments.errors import UserError, exit_status, first_line
+from experiments.errors import UserError, exit_status
 from experiments.fastpath.undo import Undo
 from experiments.interrupt import SignalHandler, StopOnSignal
 from experiments.options import DEFAULT_EXPERIMENT, LINKED
-from experiments.parser import ExperimentParser, condense
-from experiments.predictions import PredictionWriter
+from experiments.parser import BUILD_ERRORS, ExperimentParser, build_error
 from experiments.runpath import experiment_name, log_root
 from experiments.sanity import check_config, check_run, check_writable
 from experiments.settings import flat_hparams
@@ -90,9 +88,8 @@ class ExperimentCLI(LightningCLI):
         kwargs.setdefault("seed_everything_default", 0)
         self.stop_on_signal = StopOnSignal(pass_on=on_signal)
         self.checkpoint_io = SafeCheckpointIO()
-        self.found: resume.Resolved | None = None  # the --ckpt_path checkpoint, once resolved
+        self.found: resume.Resolved | None = None  # the --ckpt_path file and its run
         self.checkpoint: dict | None = None  # the --ckpt_path checkpoint, read once and checked
-        self.checkpoint_file: Path | None = None
         self.resolved: dict[str, Any] | None = None  # the config as plain values, dumped once
         self.run_version = run_version
         self.run_lock = run_lock  # held while this process trains its run
@@ -182,8 +179,8 @@ class ExperimentCLI(LightningCLI):
         found, self.checkpoint = resume.find_and_load(
             str(config.ckpt_path), self.subcommand, root, config.experiment, self.found
         )
+        self.found = found
         resume.check_network(self.checkpoint, self.resolved_config()["model"], found.path)
-        self.checkpoint_file = found.path
         self.checkpoint_io.preload(found.path, self.checkpoint)
         config.ckpt_path = str(found.path)
         return resume.run_arguments(found, self.checkpoint, self.subcommand, config.trainer)
@@ -221,16 +218,10 @@ class ExperimentCLI(LightningCLI):
     # The Trainer ---------------------------------------------------------------------------
 
     def instantiate_classes(self) -> None:
-        # A constructor's ValueError (or a task that misses an argument the data cannot link)
-        # is a mistake in the config: report it in one line.
         try:
             super().instantiate_classes()
-        except DataFileError as error:  # it names the file and what is wrong
-            raise UserError(str(error)) from error
-        except (ValueError, TypeError) as error:
-            raise UserError(f"cannot build the experiment: {condense(str(error))}") from error
-        except MisconfigurationException as error:
-            raise UserError(f"trainer: {first_line(error)}") from error
+        except BUILD_ERRORS as error:  # a mistake in the config: one line
+            raise build_error(error) from error
 
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:
         built = self.subcommand_config(self.config_init)
@@ -251,9 +242,9 @@ class ExperimentCLI(LightningCLI):
         """Checks that need the built model, before the trainer writes anything; then the fast
         path goes in, for as long as the subcommand runs."""
         check_run(self.model, self.datamodule, self.trainer.world_size)
-        if self.checkpoint is not None and self.checkpoint_file is not None:
-            resume.check_weights(self.checkpoint, self.model, self.checkpoint_file)
-            resume.check_data(self.checkpoint, self.datamodule, self.checkpoint_file)
+        if self.checkpoint is not None and self.found is not None:
+            resume.check_weights(self.checkpoint, self.model, self.found.path)
+            resume.check_data(self.checkpoint, self.datamodule, self.found.path)
         if self.subcommand_config(self.config).fast_path:
             self.remove_fast_path = fastpath.install(self.trainer, self.model)
 
@@ -261,17 +252,9 @@ class ExperimentCLI(LightningCLI):
 
     def before_fit(self) -> None:
         self.check_before_running()
-        # The first process claims the run (a new one now, by asking for its directory) and
-        # holds it while training; the other data-parallel processes write nothing of their own.
-        logger = self.trainer.logger
-        mine = self.run_lock is None and self.trainer.is_global_zero
-        if mine and isinstance(logger, rundir.RunLogger):
-            self.run_lock = self.own_lock = rundir.RunLock(Path(logger.log_dir))
-        # Where the run goes, in full: a user who started elsewhere than the repository's root
-        # sees at once where lightning_logs/ is.
-        log_dir = getattr(logger, "log_dir", None)
-        if self.trainer.is_global_zero and log_dir:
-            print(f"Run directory: {Path(log_dir).resolve()}", flush=True)
+        if self.run_lock is None:  # held while training, by the first process
+            self.run_lock = self.own_lock = rundir.lock_run(self.trainer)
+        report.run_directory(self.trainer)
 
     def after_fit(self) -> None:
         trainer = self.trainer
@@ -282,43 +265,27 @@ class ExperimentCLI(LightningCLI):
             best = results.paths.get("Best") or None
             trainer.test(self.model, datamodule=self.datamodule, ckpt_path=best, verbose=False)
             results.metrics |= report.stage_metrics(trainer, "test")
-        stopped = results.stopped[1] if results.stopped else None
-        outcome = report.early_stop(trainer, results.stopped)
-        self.summarise(results.metrics, results.paths, results.heading, stopped, outcome)
+        self.summarise(results)
 
     def after_validate(self) -> None:
-        checkpoint = {"Checkpoint": str(self.config.validate.ckpt_path or "")}
-        self.summarise(report.stage_metrics(self.trainer, "val"), checkpoint)
+        ckpt_path = self.config.validate.ckpt_path
+        self.summarise(report.evaluation_results(self.trainer, "val", ckpt_path))
 
     def after_test(self) -> None:
-        checkpoint = {"Checkpoint": str(self.config.test.ckpt_path or "")}
-        self.summarise(report.stage_metrics(self.trainer, "test"), checkpoint)
+        ckpt_path = self.config.test.ckpt_path
+        self.summarise(report.evaluation_results(self.trainer, "test", ckpt_path))
 
     @rank_zero_only
     def after_predict(self) -> None:
-        writer = next(
-            (cb for cb in self.trainer.callbacks if isinstance(cb, PredictionWriter)), None
-        )
-        if writer is not None and writer.path is not None:
-            print(f"Predictions: {writer.path}", flush=True)
+        report.predictions(self.trainer)
 
-    def summarise(
-        self,
-        metrics: dict[str, float],
-        paths: dict[str, str],
-        heading: str | None = None,
-        stopped: str | None = None,
-        outcome: dict[str, report.HParam] | None = None,
-    ) -> None:
+    def summarise(self, results: report.Results) -> None:
         """Fill TensorBoard's hyperparameters tab and print the summary (first process only)."""
         if self.trainer.fast_dev_run:
             return
         run_dir = self.trainer.log_dir  # a broadcast from the first process: every process asks
-        if not self.trainer.is_global_zero:
-            return
-        params = flat_hparams(self.resolved_config()) | (outcome or {})
-        report.write_hparams(self.trainer, params, sorted(metrics))
-        print(report.summary(self.trainer, metrics, paths, run_dir, heading, stopped), flush=True)
+        if self.trainer.is_global_zero:
+            report.tell(self.trainer, flat_hparams(self.resolved_config()), results, run_dir)
 
 
 def main(args: Sequence[str] | None = None) -> ExperimentCLI:

@@ -20,8 +20,10 @@ from typing import Any, NoReturn
 import yaml
 from jsonargparse import ArgumentParser, get_loader, set_loader
 from lightning.pytorch.cli import LightningArgumentParser
+from lightning.pytorch.utilities.exceptions import MisconfigurationException
 
-from experiments.errors import TRACEBACK
+from datamodules import DataFileError
+from experiments.errors import TRACEBACK, UserError, first_line
 
 NOISE = (
     "Problem with given class_path",
@@ -305,6 +307,21 @@ WEIGHTS_ONLY_HELP = (
     "Checkpoints are always read with torch.load(weights_only=True) here: only tensors and "
     "plain values; a file holding pickled code is refused. false is not accepted."
 )
+
+
+# A constructor's ValueError (or a task that misses an argument the data cannot link) is a
+# mistake in the config, as is a data file that cannot be used or a Trainer argument that
+# Lightning refuses.
+BUILD_ERRORS = (DataFileError, ValueError, TypeError, MisconfigurationException)
+
+
+def build_error(error: Exception) -> UserError:
+    """The one line for one of :data:`BUILD_ERRORS`, met while building the experiment."""
+    if isinstance(error, DataFileError):  # it names the file and what is wrong
+        return UserError(str(error))
+    if isinstance(error, MisconfigurationException):
+        return UserError(f"trainer: {first_line(error)}")
+    return UserError(f"cannot build the experiment: {condense(str(error))}")
 
 
 class ExperimentParser(LightningArgumentParser):

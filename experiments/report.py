@@ -3,7 +3,7 @@
 import math
 import signal
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -11,6 +11,7 @@ import lightning.pytorch as pl
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint, Timer
 from lightning.pytorch.loggers import TensorBoardLogger
 
+from experiments.predictions import PredictionWriter
 from experiments.resume import NothingToTrainError
 from experiments.runpath import RunPath
 from experiments.runs import STOPPED_AT, STOPPED_BY, read_scalars
@@ -148,17 +149,19 @@ def stage_metrics(trainer: pl.Trainer, *stages: str) -> dict[str, float]:
 
 
 @dataclass
-class FitResults:
-    """What a ``fit`` reports: its metrics under a heading that says what they are measured on,
-    its checkpoint files, and what stopped it early (by what, and a line saying so)."""
+class Results:
+    """What a command reports: its metrics, under a heading that says what they are measured
+    on; its checkpoint files; what stopped it early, and what the hyperparameters tab records
+    of that."""
 
     metrics: dict[str, float]
-    heading: str
     paths: dict[str, str]
-    stopped: tuple[str, str] | None
+    heading: str | None = None
+    stopped: str | None = None
+    outcome: dict[str, HParam] = field(default_factory=dict)
 
 
-def fit_results(trainer: pl.Trainer) -> FitResults:
+def fit_results(trainer: pl.Trainer) -> Results:
     """The results of the fit that ``trainer`` has just ended, before any test after it.
 
     The validation metrics are those at the best checkpoint where the first process can read
@@ -175,14 +178,40 @@ def fit_results(trainer: pl.Trainer) -> FitResults:
         best = best_validation(trainer, Path(run_dir))
     if best is not None:
         heading, metrics = best
-    return FitResults(metrics, heading, paths, stopped)
-
-
-def early_stop(trainer: pl.Trainer, stopped: tuple[str, str] | None) -> dict[str, HParam]:
-    """What the hyperparameters tab records of an early stop: by what, and after which epoch."""
     if stopped is None:
-        return {}
-    return {STOPPED_BY: stopped[0], STOPPED_AT: trainer.current_epoch - 1}
+        return Results(metrics, paths, heading)
+    outcome = {STOPPED_BY: stopped[0], STOPPED_AT: trainer.current_epoch - 1}
+    return Results(metrics, paths, heading, stopped[1], outcome)
+
+
+def evaluation_results(trainer: pl.Trainer, stage: str, ckpt_path: object) -> Results:
+    """The results of ``validate`` or ``test``: the stage's metrics, of the checkpoint given."""
+    return Results(stage_metrics(trainer, stage), {"Checkpoint": str(ckpt_path or "")})
+
+
+def tell(trainer: pl.Trainer, settings: dict[str, HParam], results: Results, run_dir: str) -> None:
+    """Fill TensorBoard's hyperparameters tab with the run's ``settings`` and ``results``, and
+    print the summary."""
+    write_hparams(trainer, settings | results.outcome, sorted(results.metrics))
+    text = summary(
+        trainer, results.metrics, results.paths, run_dir, results.heading, results.stopped
+    )
+    print(text, flush=True)
+
+
+def run_directory(trainer: pl.Trainer) -> None:
+    """Where the run goes, in full: a user who started elsewhere than the repository's root
+    sees at once where lightning_logs/ is."""
+    log_dir = getattr(trainer.logger, "log_dir", None)
+    if trainer.is_global_zero and log_dir:
+        print(f"Run directory: {Path(log_dir).resolve()}", flush=True)
+
+
+def predictions(trainer: pl.Trainer) -> None:
+    """Where ``predict`` wrote its predictions."""
+    writer = next((cb for cb in trainer.callbacks if isinstance(cb, PredictionWriter)), None)
+    if writer is not None and writer.path is not None:
+        print(f"Predictions: {writer.path}", flush=True)
 
 
 def continue_command(config: Mapping[str, Any]) -> str:

@@ -96,6 +96,15 @@ class RunLock:
             self._handle = None
 
 
+def lock_run(trainer: Trainer) -> RunLock | None:
+    """In the first process, claim the run (a new one now, by asking for its directory) and
+    the right to train it; the other data-parallel processes write nothing of their own."""
+    logger = trainer.logger
+    if trainer.is_global_zero and isinstance(logger, RunLogger):
+        return RunLock(Path(logger.log_dir))
+    return None
+
+
 class RunLogger(TensorBoardLogger):
     """The TensorBoard logger of a run: claims a new run's directory, flushes when due.
 
