@@ -230,7 +230,7 @@ def continue_command(config: Mapping[str, Any]) -> str:
 def nothing_to_train(done: NothingToTrainError, config: Mapping[str, Any]) -> str:
     """What a ``fit`` says that resumed a run which had already reached its end, and how to
     train it further."""
-    run = RunPath.named(done.checkpoint.parent.parent)
+    run = RunPath.of_checkpoint(done.checkpoint, resolve=False)
     name = f"the run {run}" if run is not None else done.checkpoint
     reached = done.reached
     return (

@@ -69,10 +69,12 @@ class RunPath:
         return cls.named(path.parent) if path.name == CONFIG_FILE else None
 
     @classmethod
-    def of_checkpoint(cls, path: Path) -> "RunPath | None":
-        """The run whose checkpoints folder holds the file ``path`` (its directory resolved),
-        or ``None`` for a file from anywhere else."""
-        return cls.named(path.resolve().parent.parent) if path.parent.name == CHECKPOINTS else None
+    def of_checkpoint(cls, path: Path, resolve: bool = True) -> "RunPath | None":
+        """The run whose checkpoints folder holds the file ``path`` (its directory resolved,
+        or spelled as ``path`` is), or ``None`` for a file from anywhere else."""
+        if path.parent.name != CHECKPOINTS:
+            return None
+        return cls.named((path.resolve() if resolve else path).parent.parent)
 
     def __str__(self) -> str:
         return str(self.directory)
