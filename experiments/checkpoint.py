@@ -15,7 +15,6 @@ Closes these Lightning 2.6 gaps:
 import io
 import os
 import random
-import secrets
 import shutil
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -27,6 +26,7 @@ import torch
 from lightning.fabric.plugins import CheckpointIO
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 
+from experiments.atomic import partial_name, publish, write_atomically
 from experiments.errors import UserError
 
 
@@ -202,28 +202,15 @@ class SafeCheckpointIO(CheckpointIO):
 
     @staticmethod
     def _write(buffer: io.BytesIO, target: Path) -> None:
-        partial = None
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
-            partial = _partial_name(target)
-            # Not tempfile.mkstemp: its files are private (0600); a checkpoint gets the
-            # permissions any new file gets (the umask's), as torch.save would give it.
-            handle = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-            with os.fdopen(handle, "wb") as file:
-                file.write(buffer.getbuffer())
-                file.flush()
-                os.fsync(file.fileno())
-            _publish(partial, target)
-            partial = None
+            write_atomically(target, buffer.getbuffer())
         except OSError as error:
             raise _WriteError(target, error) from error
-        finally:
-            if partial is not None:
-                partial.unlink(missing_ok=True)
 
     @staticmethod
     def _link(source: Path, target: Path) -> None:
-        partial = _partial_name(target)
+        partial = partial_name(target)
         try:
             try:
                 os.link(source, partial)
@@ -231,25 +218,10 @@ class SafeCheckpointIO(CheckpointIO):
                 shutil.copyfile(source, partial)
                 with open(partial, "rb+") as file:
                     os.fsync(file.fileno())
-            _publish(partial, target)
+            publish(partial, target)
         except OSError as error:
             partial.unlink(missing_ok=True)
             raise _WriteError(target, error) from error
-
-
-def _partial_name(target: Path) -> Path:
-    """A new hidden name beside ``target`` for its file while that is being written."""
-    return target.with_name(f".{target.name}.{secrets.token_hex(6)}")
-
-
-def _publish(partial: Path, target: Path) -> None:
-    """Rename the complete file ``partial`` over ``target`` and make the rename durable."""
-    os.replace(partial, target)
-    directory = os.open(target.parent, os.O_RDONLY)
-    try:
-        os.fsync(directory)
-    finally:
-        os.close(directory)
 
 
 class _WriteError(Exception):

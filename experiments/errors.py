@@ -1,6 +1,10 @@
 """Errors that are the user's to fix: reported as one line, without a traceback."""
 
+import os
+import sys
+
 USAGE = 2  # as the argument parser exits for a malformed command line
+TRACEBACK = "EXPERIMENTS_TRACEBACK"  # set, a command shows the traceback instead of one line
 
 
 class UserError(Exception):
@@ -9,3 +13,18 @@ class UserError(Exception):
     def __init__(self, message: str, exit_code: int = USAGE) -> None:
         super().__init__(message)
         self.exit_code = exit_code
+
+
+def first_line(error: BaseException) -> str:
+    """The first line of an exception's message, for one-line reports."""
+    text = str(error).strip().splitlines()
+    return text[0] if text else type(error).__name__
+
+
+def exit_status(error: UserError) -> int:
+    """Print ``error`` as its one line on stderr and return the program's exit status; with
+    ``EXPERIMENTS_TRACEBACK=1``, raise it instead, traceback and all."""
+    if os.environ.get(TRACEBACK):
+        raise error
+    print(f"error: {error}", file=sys.stderr, flush=True)
+    return error.exit_code

@@ -11,6 +11,7 @@ interrupt would exit with 1).
 import signal
 import sys
 import threading
+from collections.abc import Callable
 from types import FrameType
 from typing import Any
 
@@ -18,12 +19,19 @@ import lightning.pytorch as pl
 from lightning.pytorch.callbacks import Callback
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
+SignalHandler = Callable[[int, FrameType | None], Any]
 
 
 class StopOnSignal(Callback):
-    """Turns SIGINT and SIGTERM during ``fit`` into a stop at the next epoch end."""
+    """Turns SIGINT and SIGTERM during ``fit`` into a stop at the next epoch end.
 
-    def __init__(self) -> None:
+    Args:
+        pass_on: Also told of each signal, first: the handler of a caller that runs the CLI
+            in-process (a sweep's worker, which then takes no further trial).
+    """
+
+    def __init__(self, pass_on: SignalHandler | None = None) -> None:
+        self.pass_on = pass_on
         self.received: int | None = None
         self.forced: int | None = None  # a second signal, which stopped training at once
         self._previous: dict[int, Any] = {}
@@ -40,9 +48,8 @@ class StopOnSignal(Callback):
             self._previous[signum] = signal.signal(signum, self._handle)
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
-        previous = self._previous.get(signum)
-        if getattr(previous, "wants_run_signals", False):
-            previous(signum, frame)  # a caller that runs the CLI in-process (a sweep's worker)
+        if self.pass_on is not None:
+            self.pass_on(signum, frame)
         if self.received is not None:
             self.forced = signum
             self._restore()

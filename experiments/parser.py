@@ -20,6 +20,10 @@ from typing import Any, NoReturn
 import yaml
 from jsonargparse import ArgumentParser, get_loader, set_loader
 from lightning.pytorch.cli import LightningArgumentParser
+from lightning.pytorch.utilities.exceptions import MisconfigurationException
+
+from datamodules import DataFileError
+from experiments.errors import TRACEBACK, UserError, first_line
 
 NOISE = (
     "Problem with given class_path",
@@ -305,6 +309,21 @@ WEIGHTS_ONLY_HELP = (
 )
 
 
+# A constructor's ValueError (or a task that misses an argument the data cannot link) is a
+# mistake in the config, as is a data file that cannot be used or a Trainer argument that
+# Lightning refuses.
+BUILD_ERRORS = (DataFileError, ValueError, TypeError, MisconfigurationException)
+
+
+def build_error(error: Exception) -> UserError:
+    """The one line for one of :data:`BUILD_ERRORS`, met while building the experiment."""
+    if isinstance(error, DataFileError):  # it names the file and what is wrong
+        return UserError(str(error))
+    if isinstance(error, MisconfigurationException):
+        return UserError(f"trainer: {first_line(error)}")
+    return UserError(f"cannot build the experiment: {condense(str(error))}")
+
+
 class ExperimentParser(LightningArgumentParser):
     """``LightningArgumentParser`` that reports a rejected command line in one line."""
 
@@ -341,7 +360,7 @@ class ExperimentParser(LightningArgumentParser):
             _depth[0] -= 1
 
     def error(self, message: str, ex: Exception | None = None) -> NoReturn:
-        if not self.exit_on_error or os.environ.get("EXPERIMENTS_TRACEBACK"):
+        if not self.exit_on_error or os.environ.get(TRACEBACK):
             super().error(message, ex)
         sys.stderr.write(f"error: {self.explain(message, ex)}\n")
         self.exit(2)

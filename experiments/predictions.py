@@ -1,7 +1,7 @@
 """``predict`` writes its predictions as CSV into the run's directory."""
 
 import csv
-import os
+import io
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -9,6 +9,8 @@ from typing import Any
 import lightning.pytorch as pl
 import torch
 from lightning.pytorch.callbacks import BasePredictionWriter
+
+from experiments.atomic import write_atomically
 
 
 class PredictionWriter(BasePredictionWriter):
@@ -64,14 +66,11 @@ class PredictionWriter(BasePredictionWriter):
         header, rows = table(columns, numbers, index_name, classes)
         directory.mkdir(parents=True, exist_ok=True)
         self.path = directory / self.filename
-        partial = self.path.with_name(f".{self.filename}.partial")
-        with partial.open("w", newline="") as handle:
-            writer = csv.writer(handle)
-            writer.writerow(header)
-            writer.writerows(rows)
-            handle.flush()
-            os.fsync(handle.fileno())
-        partial.replace(self.path)
+        text = io.StringIO(newline="")
+        writer = csv.writer(text)
+        writer.writerow(header)
+        writer.writerows(rows)
+        write_atomically(self.path, text.getvalue())
 
 
 def local_rows(

@@ -3,6 +3,7 @@
 import math
 import signal
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -10,8 +11,10 @@ import lightning.pytorch as pl
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint, Timer
 from lightning.pytorch.loggers import TensorBoardLogger
 
-from experiments.rundir import run_of_config
-from experiments.runs import read_scalars
+from experiments.predictions import PredictionWriter
+from experiments.resume import NothingToTrainError
+from experiments.runpath import RunPath
+from experiments.runs import STOPPED_AT, STOPPED_BY, read_scalars
 from experiments.settings import HParam
 
 
@@ -145,17 +148,95 @@ def stage_metrics(trainer: pl.Trainer, *stages: str) -> dict[str, float]:
     }
 
 
+@dataclass
+class Results:
+    """What a command reports: its metrics, under a heading that says what they are measured
+    on; its checkpoint files; what stopped it early, and what the hyperparameters tab records
+    of that."""
+
+    metrics: dict[str, float]
+    paths: dict[str, str]
+    heading: str | None = None
+    stopped: str | None = None
+    outcome: dict[str, HParam] = field(default_factory=dict)
+
+
+def fit_results(trainer: pl.Trainer) -> Results:
+    """The results of the fit that ``trainer`` has just ended, before any test after it.
+
+    The validation metrics are those at the best checkpoint where the first process can read
+    them, else those of the last epoch. Read before testing: loading the best checkpoint
+    restores the checkpoint callback's state too.
+    """
+    metrics = stage_metrics(trainer, "val")
+    heading = f"At the last epoch ({trainer.current_epoch - 1}):"
+    paths = checkpoint_paths(trainer)
+    stopped = stop_reason(trainer)
+    run_dir = trainer.log_dir  # a broadcast from the first process: every process asks
+    best = None
+    if trainer.is_global_zero and run_dir and not trainer.fast_dev_run:
+        best = best_validation(trainer, Path(run_dir))
+    if best is not None:
+        heading, metrics = best
+    if stopped is None:
+        return Results(metrics, paths, heading)
+    outcome = {STOPPED_BY: stopped[0], STOPPED_AT: trainer.current_epoch - 1}
+    return Results(metrics, paths, heading, stopped[1], outcome)
+
+
+def evaluation_results(trainer: pl.Trainer, stage: str, ckpt_path: object) -> Results:
+    """The results of ``validate`` or ``test``: the stage's metrics, of the checkpoint given."""
+    return Results(stage_metrics(trainer, stage), {"Checkpoint": str(ckpt_path or "")})
+
+
+def tell(trainer: pl.Trainer, settings: dict[str, HParam], results: Results, run_dir: str) -> None:
+    """Fill TensorBoard's hyperparameters tab with the run's ``settings`` and ``results``, and
+    print the summary."""
+    write_hparams(trainer, settings | results.outcome, sorted(results.metrics))
+    text = summary(
+        trainer, results.metrics, results.paths, run_dir, results.heading, results.stopped
+    )
+    print(text, flush=True)
+
+
+def run_directory(trainer: pl.Trainer) -> None:
+    """Where the run goes, in full: a user who started elsewhere than the repository's root
+    sees at once where lightning_logs/ is."""
+    log_dir = getattr(trainer.logger, "log_dir", None)
+    if trainer.is_global_zero and log_dir:
+        print(f"Run directory: {Path(log_dir).resolve()}", flush=True)
+
+
+def predictions(trainer: pl.Trainer) -> None:
+    """Where ``predict`` wrote its predictions."""
+    writer = next((cb for cb in trainer.callbacks if isinstance(cb, PredictionWriter)), None)
+    if writer is not None and writer.path is not None:
+        print(f"Predictions: {writer.path}", flush=True)
+
+
 def continue_command(config: Mapping[str, Any]) -> str:
     """The command that continues the run of this ``fit`` from its last checkpoint."""
     command = "python -m experiments fit"
     first = Path(str(config["config"][0])) if config.get("config") else None
-    if first is not None and run_of_config(first) is not None:
+    if first is not None and RunPath.of_config(first) is not None:
         return f"{command} --config {first}"  # that run, however many have started since
     if first is not None:
         command += f" --config {first}"
     if config.get("experiment") and (first is None or config["experiment"] != first.stem):
         command += f" --experiment {config['experiment']}"
     return f"{command} --ckpt_path last"
+
+
+def nothing_to_train(done: NothingToTrainError, config: Mapping[str, Any]) -> str:
+    """What a ``fit`` says that resumed a run which had already reached its end, and how to
+    train it further."""
+    run = RunPath.of_checkpoint(done.checkpoint, resolve=False)
+    name = f"the run {run}" if run is not None else done.checkpoint
+    reached = done.reached
+    return (
+        f"Nothing to train: {name} has trained {reached.trained}, and {reached.limit}.\n"
+        f"To train further: {continue_command(config)} {reached.option} {reached.further}"
+    )
 
 
 def interrupted(trainer: pl.Trainer, signum: int, config: Mapping[str, Any]) -> NoReturn:

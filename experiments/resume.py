@@ -7,16 +7,15 @@ its curves continue and its results stay together.
 """
 
 import pickle
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
+from lightning.pytorch.utilities import rank_zero_info
 
-from experiments.errors import UserError
-
-VERSION = re.compile(r"version_(\d+)")
+from experiments.errors import UserError, first_line
+from experiments.runpath import LAST, RunPath, runs_of
 
 
 @dataclass
@@ -28,53 +27,52 @@ class Resolved:
 
     @property
     def version(self) -> int | None:
-        return int(VERSION.fullmatch(self.run.name).group(1)) if self.run else None
+        return RunPath(self.run).version if self.run else None
 
 
-def versions(root: Path, experiment: str) -> list[Path]:
-    """The experiment's run directories, newest (highest version) first."""
-    runs = [p for p in (root / experiment).glob("version_*") if VERSION.fullmatch(p.name)]
-    return sorted(runs, key=lambda p: int(VERSION.fullmatch(p.name).group(1)), reverse=True)
+@dataclass(frozen=True)
+class Limit:
+    """A limit of training that a run has reached, and how to go further."""
+
+    trained: str  # what the run has trained: "12 epochs", "300 steps"
+    limit: str  # the limit reached: "max_epochs is 12"
+    option: str  # the option that raises it: "--trainer.max_epochs"
+    further: int  # a value of that option that trains further
 
 
-def best_checkpoint(run: Path) -> Path | None:
-    """The run's best checkpoint: the newest ``best-*.ckpt`` in its checkpoints folder."""
-    candidates = sorted((run / "checkpoints").glob("best-*.ckpt"), key=lambda p: p.stat().st_mtime)
-    return candidates[-1] if candidates else None
+class NothingToTrainError(Exception):
+    """``fit`` resumed a run that has already reached ``max_epochs`` or ``max_steps``.
+
+    Args:
+        reached: The limit that the run has reached.
+        checkpoint: The checkpoint file it was to resume from.
+    """
+
+    def __init__(self, reached: Limit, checkpoint: Path) -> None:
+        super().__init__(f"{checkpoint}: trained {reached.trained}, and {reached.limit}")
+        self.reached = reached
+        self.checkpoint = checkpoint
 
 
-def checkpoint_of(run: Path, which: str) -> Path | None:
-    """The run's ``last.ckpt`` or best checkpoint (``which``), if it has one."""
-    if which == "best":
-        return best_checkpoint(run) or checkpoint_of(run, "last")
-    last = run / "checkpoints" / "last.ckpt"
-    return last if last.is_file() else None
-
-
-def version_of(run: Path) -> int:
-    """The number of the run directory ``version_<n>``."""
-    return int(VERSION.fullmatch(run.name).group(1))
-
-
-def limit_reached(
-    checkpoint: dict, max_epochs: int | None, max_steps: int | None
-) -> tuple[str, str, str, int] | None:
-    """What the checkpoint's run has trained, the limit (``max_epochs`` or ``max_steps``, as the
-    Trainer reads them) that it has reached, the option that raises it and a value that goes
-    further; ``None`` if there is training left to do."""
+def limit_reached(checkpoint: dict, max_epochs: int | None, max_steps: int | None) -> Limit | None:
+    """The limit (``max_epochs`` or ``max_steps``, as the Trainer reads them) that the
+    checkpoint's run has reached; ``None`` if there is training left to do."""
     steps = -1 if max_steps is None else max_steps
     if max_epochs is None:  # the Trainer's default: 1000 epochs unless max_steps is set
         max_epochs = 1000 if steps == -1 else -1
     step = checkpoint.get("global_step", 0)
     if steps != -1 and step >= steps:
-        return f"{step} steps", f"max_steps is {steps}", "--trainer.max_steps", 2 * max(step, steps)
+        further = 2 * max(step, steps)
+        return Limit(f"{step} steps", f"max_steps is {steps}", "--trainer.max_steps", further)
     # An epoch is done once processed: a checkpoint written at its end counts it so (Lightning
     # marks it completed only after the epoch-end hooks that save the checkpoint).
     progress = checkpoint.get("loops", {}).get("fit_loop", {}).get("epoch_progress", {})
     done = progress.get("current", {}).get("processed", checkpoint.get("epoch", 0))
     if max_epochs != -1 and done >= max_epochs:
         further = 2 * max(done, max_epochs)
-        return f"{done} epochs", f"max_epochs is {max_epochs}", "--trainer.max_epochs", further
+        return Limit(
+            f"{done} epochs", f"max_epochs is {max_epochs}", "--trainer.max_epochs", further
+        )
     return None
 
 
@@ -83,13 +81,11 @@ def resolve(ckpt_path: str, subcommand: str, root: Path, experiment: str) -> Res
     if ckpt_path in ("last", "best"):
         if ckpt_path == "best" and subcommand == "fit":
             raise UserError("fit resumes from --ckpt_path last or a .ckpt file, not 'best'")
-        for run in versions(root, experiment):
-            found = (
-                run / "checkpoints" / "last.ckpt" if ckpt_path == "last" else best_checkpoint(run)
-            )
+        for run in runs_of(root / experiment):
+            found = run.last if ckpt_path == "last" else run.best()
             if found is not None and found.is_file():
-                return Resolved(found, run)
-        what = "last.ckpt" if ckpt_path == "last" else "best checkpoint"
+                return Resolved(found, run.directory)
+        what = LAST if ckpt_path == "last" else "best checkpoint"
         raise UserError(
             f"--ckpt_path {ckpt_path}: no {what} to use for experiment '{experiment}' under "
             f"{root / experiment} (nothing to resume; train it first with fit)"
@@ -97,10 +93,9 @@ def resolve(ckpt_path: str, subcommand: str, root: Path, experiment: str) -> Res
     path = Path(ckpt_path)
     if not path.is_file():
         raise UserError(f"--ckpt_path {ckpt_path}: no such checkpoint file")
-    run = path.resolve().parent.parent
-    inside = path.parent.name == "checkpoints" and VERSION.fullmatch(run.name)
-    belongs = inside and run.parent.name == experiment and run.parent.parent == root.resolve()
-    return Resolved(path, run if belongs else None)
+    run = RunPath.of_checkpoint(path)
+    belongs = run is not None and run.experiment == experiment and run.logs == root.resolve()
+    return Resolved(path, run.directory if belongs else None)
 
 
 def load(path: Path) -> dict[str, Any]:
@@ -136,21 +131,44 @@ def load(path: Path) -> dict[str, Any]:
 
 
 def find_and_load(
-    ckpt_path: str, subcommand: str, root: Path, experiment: str
+    ckpt_path: str, subcommand: str, root: Path, experiment: str, found: Resolved | None = None
 ) -> tuple[Resolved, dict[str, Any]]:
-    """:func:`resolve` ``ckpt_path``, then :func:`load` the file it names.
+    """:func:`resolve` ``ckpt_path`` (``found``, where the caller has done so already), then
+    :func:`load` the file it names.
 
     A run that is training replaces its best checkpoint when a better one is written: if the
     file found for ``best`` is gone before it is opened, the newest one is looked up again.
     """
     for _ in range(5):
-        found = resolve(ckpt_path, subcommand, root, experiment)
+        found = found or resolve(ckpt_path, subcommand, root, experiment)
         try:
             return found, load(found.path)
         except FileNotFoundError:
             if ckpt_path not in ("last", "best"):
                 break
+            found = None
     raise UserError(f"--ckpt_path {ckpt_path}: the checkpoint file disappeared while being read")
+
+
+def run_arguments(
+    found: Resolved, checkpoint: dict[str, Any], subcommand: str, trainer: Any
+) -> dict[str, int]:
+    """The logger arguments of the run that the checkpoint belongs to (none for a file from
+    elsewhere: a new run, from its weights and training state). A ``fit`` that continues the
+    run says so, or raises :class:`NothingToTrainError` if the run has reached the limits of
+    ``trainer`` (its config)."""
+    if found.run is None:
+        return {}
+    run = {"version": found.version}
+    if subcommand == "fit":
+        reached = limit_reached(checkpoint, trainer.max_epochs, trainer.max_steps)
+        if reached is not None:
+            raise NothingToTrainError(reached, found.path)
+        rank_zero_info(resuming_message(found, checkpoint))
+        # Hide anything the interrupted run logged after this checkpoint (a crash mid-epoch),
+        # so the curves continue from it without repeated steps.
+        run["purge_step"] = int(checkpoint.get("global_step", 0))
+    return run
 
 
 def resuming_message(found: Resolved, checkpoint: dict[str, Any]) -> str:
@@ -160,12 +178,6 @@ def resuming_message(found: Resolved, checkpoint: dict[str, Any]) -> str:
         f"Resuming {found.run} from {found.path.name} (epoch {epoch}, step {step}); "
         "anything the run logged after that step is replaced."
     )
-
-
-def first_line(error: BaseException) -> str:
-    """The first line of an exception's message, for one-line reports."""
-    text = str(error).strip().splitlines()
-    return text[0] if text else type(error).__name__
 
 
 def check_network(checkpoint: dict[str, Any], model: dict[str, Any], path: Path) -> None:

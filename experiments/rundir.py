@@ -1,7 +1,7 @@
 """A run's directory: claimed atomically when the run starts, trained by one process at a time.
 
-Runs live in ``<root>/lightning_logs/<experiment>/version_<n>/``; the experiment is the first
-config file's name unless ``--experiment`` names it (:func:`experiment_name`).
+Runs live in ``<root>/lightning_logs/<experiment>/version_<n>/`` (the layout is
+:mod:`experiments.runpath`'s).
 
 Lightning's ``TensorBoardLogger`` names a new run ``max(version_N) + 1`` from a listing and
 creates the folder later, so runs started together share a directory (Lightning issue #12679,
@@ -20,10 +20,8 @@ and the server frees it when the holder's lease runs out. A mount with ``nolock`
 
 import fcntl
 import os
-import re
 import socket
 import time
-from collections.abc import Sequence
 from pathlib import Path
 
 from jsonargparse import Namespace
@@ -33,36 +31,9 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_only
 
 from experiments.errors import UserError
+from experiments.runpath import RunPath, version_numbers
 
-LOG_DIR_NAME = "lightning_logs"
-CONFIG_FILE = "config.yaml"
-VERSION = re.compile(r"version_(\d+)")
 RUN_LOGGER = "experiments.rundir.RunLogger"
-LOCK_FILE = "run.lock"
-
-
-def experiment_name(config_files: Sequence[object] | None, default: str) -> str:
-    """The experiment a run belongs to: the stem of the first config file, or ``default``."""
-    for path in config_files or ():
-        return Path(str(path)).stem
-    return default
-
-
-def run_of_config(path: Path) -> Path | None:
-    """The run whose ``config.yaml`` ``path`` is, or ``None`` for any other config file."""
-    run = path.parent
-    if path.name == CONFIG_FILE and VERSION.fullmatch(run.name):
-        return run
-    return None
-
-
-def version_numbers(experiment_dir: Path) -> list[int]:
-    """The numbers of the ``version_<n>`` entries in ``experiment_dir``, in no order."""
-    try:
-        names = os.listdir(experiment_dir)
-    except FileNotFoundError:
-        return []
-    return [int(match.group(1)) for match in map(VERSION.fullmatch, names) if match]
 
 
 def claim_version(experiment_dir: Path) -> int:
@@ -76,7 +47,7 @@ def claim_version(experiment_dir: Path) -> int:
         taken = version_numbers(experiment_dir)
         number = max(taken) + 1 if taken else 0
         try:
-            (experiment_dir / f"version_{number}").mkdir()
+            RunPath.of(experiment_dir, number).directory.mkdir()
         except FileExistsError:
             continue
         return number
@@ -95,8 +66,7 @@ class RunLock:
 
     def __init__(self, run: Path) -> None:
         self.run = run
-        path = run / LOCK_FILE
-        handle = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+        handle = os.open(RunPath(run).lock, os.O_RDWR | os.O_CREAT, 0o666)
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -124,6 +94,15 @@ class RunLock:
         if self._handle is not None:
             os.close(self._handle)  # closing the file drops its flock
             self._handle = None
+
+
+def lock_run(trainer: Trainer) -> RunLock | None:
+    """In the first process, claim the run (a new one now, by asking for its directory) and
+    the right to train it; the other data-parallel processes write nothing of their own."""
+    logger = trainer.logger
+    if trainer.is_global_zero and isinstance(logger, RunLogger):
+        return RunLock(Path(logger.log_dir))
+    return None
 
 
 class RunLogger(TensorBoardLogger):
@@ -174,6 +153,16 @@ class RunLogger(TensorBoardLogger):
     def finalize(self, status: str) -> None:
         self._flushed = -float("inf")  # the last save is never skipped
         super().finalize(status)
+
+
+def log_with_run_logger(trainer: Namespace, save_dir: Path, experiment: str, **run: int) -> None:
+    """Make the Trainer's logger in ``trainer`` (its config) a :class:`RunLogger` of the
+    experiment's runs under ``save_dir`` (the run's ``version`` and ``purge_step`` given in
+    ``run``), unless the user chose a logger of their own or none."""
+    ours = isinstance(trainer.logger, Namespace) and trainer.logger.class_path == RUN_LOGGER
+    if trainer.logger is None or trainer.logger is True or ours:
+        logger_args = {"save_dir": str(save_dir), "name": experiment, "default_hp_metric": False}
+        trainer.logger = Namespace(class_path=RUN_LOGGER, init_args=Namespace(**logger_args, **run))
 
 
 class KeepExistingConfig(SaveConfigCallback):

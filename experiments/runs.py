@@ -18,7 +18,9 @@ from typing import Any
 
 import yaml
 
+from experiments.runpath import RunPath, all_runs
 from experiments.settings import HParam, flat_settings
+from experiments.tables import table
 
 MAIN_METRICS = ("acc", "r2")
 # What the report writes into the hyperparameters tab about an early stop.
@@ -91,7 +93,7 @@ def event_file_order(path: Path) -> tuple[int, int, int]:
 def read_settings(directory: Path) -> dict[str, HParam]:
     """The run's settings from its ``config.yaml`` (none if it has no readable one)."""
     try:
-        config = yaml.safe_load((directory / "config.yaml").read_text())
+        config = yaml.safe_load(RunPath(directory).config.read_text())
     except (OSError, yaml.YAMLError):
         return {}
     return flat_settings(config) if isinstance(config, dict) else {}
@@ -115,6 +117,7 @@ class Run:
 def read_run(directory: Path) -> Run:
     """Summarise the run in ``directory`` (a ``version_<n>`` folder)."""
     events = accumulator(directory)
+    run = RunPath(directory)
     tags = set(events.Tags().get("scalars", []))
 
     def values(tag: str) -> list[tuple[int, float]]:
@@ -131,8 +134,8 @@ def read_run(directory: Path) -> Run:
     if STOPPED_AT in hparams:
         stopped = f"{hparams.get(STOPPED_BY, 'early')}@{int(hparams[STOPPED_AT])}"
     return Run(
-        experiment=directory.parent.name,
-        version=directory.name.removeprefix("version_"),
+        experiment=run.experiment,
+        version=str(run.version),
         epochs=len(trained) or None,
         best_val_loss=best_loss,
         metric=metric,
@@ -141,16 +144,6 @@ def read_run(directory: Path) -> Run:
         stopped=stopped,
         settings=read_settings(directory),
     )
-
-
-def find_runs(root: Path) -> list[Path]:
-    """Every ``<experiment>/version_<n>`` directory under ``root``, in a stable order."""
-
-    def order(path: Path) -> tuple[str, int]:
-        number = path.name.removeprefix("version_")
-        return path.parent.name, int(number) if number.isdigit() else -1
-
-    return sorted((p for p in root.glob("*/version_*") if p.is_dir()), key=order)
 
 
 def differing(runs: Sequence[Run]) -> list[str]:
@@ -196,13 +189,7 @@ def format_table(runs: Sequence[Run]) -> str:
         ]
         for run in runs
     ]
-    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
-    lines = [
-        "  ".join(text.ljust(width) for text, width in zip(row, widths, strict=True))
-        for row in [header, *rows]
-    ]
-    lines.insert(1, "  ".join("-" * width for width in widths))
-    return "\n".join(line.rstrip() for line in lines)
+    return table([header, *rows])
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -217,13 +204,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not root.is_dir():
         print(f"error: no log directory at {root}", file=sys.stderr)
         return 1
-    directories = [
-        d for d in find_runs(root) if not args.experiments or d.parent.name in args.experiments
+    listed = [
+        run for run in all_runs(root) if not args.experiments or run.experiment in args.experiments
     ]
-    if not directories:
+    if not listed:
         print(f"No runs under {root}.")
         return 0
-    print(format_table([read_run(d) for d in directories]))
+    print(format_table([read_run(run.directory) for run in listed]))
     return 0
 
 

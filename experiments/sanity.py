@@ -11,6 +11,31 @@ from jsonargparse import Namespace
 from lightning.pytorch.callbacks import Callback
 
 from experiments.errors import UserError
+from experiments.parser import network_refusal
+
+
+def check_config(config: Namespace, linked: dict[str, str]) -> None:
+    """Checks of the parsed config that no constructor makes, before anything is built."""
+    trainer = config.trainer
+    if trainer.max_epochs is not None and trainer.max_epochs != -1 and trainer.max_epochs <= 0:
+        raise UserError(f"trainer.max_epochs must be a positive integer, got {trainer.max_epochs}")
+    if config.get("weights_only") is False:
+        raise UserError(
+            "--weights_only false: checkpoints are only read with weights_only=True here "
+            "(tensors and plain values), so a file holding pickled code is never run"
+        )
+    check_network_contract(config)
+    check_linked_overrides(config, linked)
+
+
+def check_network_contract(config: Namespace) -> None:
+    """Refuse a network that cannot take the data's shapes, even one that would build without
+    them (defaults for ``in_features`` and ``num_classes`` would train the wrong sizes)."""
+    network = config.get("model.init_args.network")
+    class_path = network.get("class_path") if isinstance(network, Namespace) else None
+    refusal = network_refusal(class_path) if isinstance(class_path, str) else None
+    if refusal is not None:
+        raise UserError(refusal)
 
 
 def check_linked_overrides(config: Namespace, linked: dict[str, str]) -> None:

@@ -17,6 +17,8 @@ import lightning.pytorch as pl
 from lightning.pytorch.callbacks import ModelSummary, ProgressBar
 from lightning.pytorch.utilities.model_summary import get_human_readable_count
 
+from experiments.tables import summary_table
+
 # Lightning's own logger for its summary: it prints at INFO level, and users who quiet
 # Lightning's logging quiet this too.
 log = logging.getLogger("lightning.pytorch.callbacks.model_summary")
@@ -194,13 +196,3 @@ class Summary(ModelSummary):
             totals.append((get_human_readable_count(total_flops), "Total FLOPs"))
         lines = [f"{value:<10}{label}" for value, label in totals]
         log.info("\n%s\n%s", summary_table(columns), "\n".join(lines))
-
-
-def summary_table(columns: list[tuple[str, list[str]]]) -> str:
-    """Columns of text as a table under a header and a rule, separated by `` | ``."""
-    widths = [max([len(name), *(len(str(v)) for v in values)]) for name, values in columns]
-    rows = [[name for name, _ in columns]]
-    rows += [list(map(str, row)) for row in zip(*(values for _, values in columns), strict=True)]
-    lines = [" | ".join(f"{c:<{w}}" for c, w in zip(row, widths, strict=True)) for row in rows]
-    rule = "-" * max(len(line) for line in lines)
-    return "\n".join([lines[0], rule, *lines[1:], rule])

@@ -17,7 +17,8 @@ from lightning.pytorch.utilities import rank_zero_only
 
 from experiments.cli import main
 from experiments.errors import UserError
-from experiments.rundir import LOCK_FILE, RunLock, RunLogger, claim_version, version_numbers
+from experiments.rundir import RunLock, RunLogger, claim_version
+from experiments.runpath import LOCK_FILE, version_numbers
 from tests.conftest import QUIET, REPO, config, curves, start_experiments, written_by
 
 MLP = config("mlp_classification")

@@ -35,8 +35,6 @@ hook call. [3] Once per epoch, not per step; the flush interval is the logger's 
 set here so that plain Lightning flushes as it always does.
 """
 
-from collections.abc import Callable
-
 import lightning
 import lightning.pytorch as pl
 from lightning.pytorch.callbacks import ModelCheckpoint
@@ -44,12 +42,11 @@ from lightning.pytorch.utilities import rank_zero_info
 
 from experiments.checkpoint import SafeCheckpointIO
 from experiments.fastpath import checkpoint, hooks, profiler, progress, results
+from experiments.fastpath.undo import Undo, nothing
 from experiments.rundir import RunLogger
 
 VERIFIED = ("2.6.6",)  # Lightning versions every patch was read against and tested on
 FLUSH_INTERVAL = 1.0  # seconds between two flushes of TensorBoard's event file
-
-Undo = Callable[[], None]
 
 
 def verified() -> bool:
@@ -68,7 +65,7 @@ def install(trainer: pl.Trainer, module: pl.LightningModule) -> Undo:
             f"fast path off: Lightning {lightning.__version__} is not a version it was "
             f"verified on ({', '.join(VERIFIED)}); training runs on plain Lightning"
         )
-        return lambda: None
+        return nothing
     undo = [
         results.remembered_hook_signatures(),
         results.cheap_logging(module),

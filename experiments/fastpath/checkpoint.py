@@ -10,7 +10,6 @@ and fsync. Lightning's own ``save_last="link"`` makes a symbolic link instead, w
 once that best checkpoint is replaced by a better one.
 """
 
-from collections.abc import Callable
 from typing import Any
 from weakref import proxy
 
@@ -18,8 +17,7 @@ import lightning.pytorch as pl
 from lightning.pytorch.callbacks import ModelCheckpoint
 
 from experiments.checkpoint import SafeCheckpointIO
-
-Undo = Callable[[], None]
+from experiments.fastpath.undo import Undo
 
 
 def link_last_to_best(callback: ModelCheckpoint, writer: SafeCheckpointIO) -> Undo:

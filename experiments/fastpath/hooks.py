@@ -17,14 +17,14 @@
   step in all; this attribute is only ever a string or ``None``, so it is set directly.
 """
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Any
 
 from lightning.pytorch import LightningModule
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from torch import nn
 
-Undo = Callable[[], None]
+from experiments.fastpath.undo import Undo
 
 TRAINING_HOOKS = (
     "on_train_batch_start",

@@ -9,13 +9,12 @@ records nothing either and hands back one shared no-op context. ``--trainer.prof
 """
 
 import contextlib
-from collections.abc import Callable
 from contextlib import AbstractContextManager
 
 import lightning.pytorch as pl
 from lightning.pytorch.profilers import PassThroughProfiler
 
-Undo = Callable[[], None]
+from experiments.fastpath.undo import Undo, nothing
 
 _NOTHING = contextlib.nullcontext()
 
@@ -31,7 +30,7 @@ def no_profiler(trainer: pl.Trainer) -> Undo:
     """Use :class:`NoProfiler` where the trainer has Lightning's do-nothing profiler."""
     profiler = trainer.profiler
     if type(profiler) is not PassThroughProfiler:
-        return lambda: None
+        return nothing
     trainer.profiler = NoProfiler()
 
     def undo() -> None:

@@ -10,12 +10,11 @@ together).
 """
 
 import time
-from collections.abc import Callable
 
 import lightning.pytorch as pl
 from lightning.pytorch.callbacks import TQDMProgressBar
 
-Undo = Callable[[], None]
+from experiments.fastpath.undo import Undo, nothing
 
 
 class ThrottledBar(TQDMProgressBar):
@@ -76,4 +75,4 @@ def throttled_bar(trainer: pl.Trainer) -> Undo:
                 callbacks[index] = bar
 
             return undo
-    return lambda: None
+    return nothing

@@ -24,7 +24,7 @@ from lightning.pytorch.loops import evaluation_loop, prediction_loop, training_e
 from lightning.pytorch.trainer.connectors.logger_connector.result import _ResultMetric
 from lightning.pytorch.utilities import signature_utils
 
-Undo = Callable[[], None]
+from experiments.fastpath.undo import Undo
 
 
 class RepeatedLog:

@@ -17,7 +17,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
 
-from experiments.errors import UserError
+from experiments.errors import UserError, exit_status
+from experiments.runpath import log_root
 
 USAGE = "python -m experiments.sweep"
 
@@ -105,7 +106,7 @@ def run(args: argparse.Namespace) -> int:
         root = Path(checks.check(sweep).config.trainer.default_root_dir or ".")
     else:
         root = args.root
-    sweep_dir = root / "lightning_logs" / sweep.name
+    sweep_dir = log_root(root) / sweep.name
     if args.report and args.storage is None and not (sweep_dir / study.JOURNAL).exists():
         raise UserError(
             f"no study {sweep.name!r} in {sweep_dir / study.JOURNAL}: run the sweep first"
@@ -142,7 +143,6 @@ def run(args: argparse.Namespace) -> int:
                 process.send_signal(signum)
         worker.asked_to_stop(signum, frame)
 
-    forward.wants_run_signals = True  # see experiments.interrupt
     previous = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
         worker.signal_handler = forward
@@ -164,7 +164,4 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return run(args)
     except UserError as error:
-        if os.environ.get("EXPERIMENTS_TRACEBACK"):
-            raise
-        print(f"error: {error}", file=sys.stderr, flush=True)
-        return error.exit_code
+        return exit_status(error)

@@ -14,8 +14,11 @@ import optuna
 import yaml
 from optuna.trial import FrozenTrial, TrialState
 
+from experiments.atomic import write_atomically
+from experiments.runpath import RunPath
 from experiments.sweep.spec import Sweep
 from experiments.sweep.worker import best_value
+from experiments.tables import table
 
 BEST = "best.yaml"
 HISTORY = "history.png"
@@ -54,17 +57,6 @@ def best_trial(study: optuna.Study, sweep: Sweep) -> tuple[FrozenTrial, float] |
     return complete[0] if complete else None
 
 
-def table(rows: list[list[str]]) -> str:
-    """Aligned text columns, the first row a header."""
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    lines = [
-        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True))
-        for row in rows
-    ]
-    lines.insert(1, "  ".join("-" * width for width in widths))
-    return "\n".join(line.rstrip() for line in lines)
-
-
 def value_text(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.4g}"
@@ -94,7 +86,7 @@ def summary(study: optuna.Study, sweep: Sweep, sweep_dir: Path, target: int) -> 
                 "-" if score is None else f"{score:.4f}",
                 *params,
                 str(len(trial.intermediate_values)),
-                str(sweep_dir / f"version_{trial.number}"),
+                str(RunPath.of(sweep_dir, trial.number)),
             ]
         )
     lines.append(table(rows))
@@ -146,7 +138,7 @@ def best_config(study: optuna.Study, sweep: Sweep, sweep_dir: Path) -> dict[str,
     best = best_trial(study, sweep)
     if best is None:
         return None
-    path = sweep_dir / f"version_{best[0].number}" / "config.yaml"
+    path = RunPath.of(sweep_dir, best[0].number).config
     if not path.is_file():
         return None
     config = yaml.safe_load(path.read_text())
@@ -166,9 +158,7 @@ def write(study: optuna.Study, sweep: Sweep, sweep_dir: Path) -> None:
             f"# Sweep {sweep.name}: trial {best.number}, the best {sweep.metric} ({score:.6g}).\n"
             f"# python -m experiments fit --config {sweep_dir / BEST} trains it again.\n"
         )
-        partial = sweep_dir / f".{BEST}.partial"
-        partial.write_text(header + yaml.safe_dump(config, sort_keys=False))
-        partial.replace(sweep_dir / BEST)
+        write_atomically(sweep_dir / BEST, header + yaml.safe_dump(config, sort_keys=False))
     trials = scored(study, sweep)
     if any(score is not None for _, score in trials):
         plot_history(trials, sweep, sweep_dir / HISTORY)

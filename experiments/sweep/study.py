@@ -15,8 +15,7 @@ from optuna.samplers import BaseSampler, GridSampler, RandomSampler, TPESampler
 from optuna.storages import BaseStorage, JournalStorage, RDBStorage
 from optuna.storages.journal import JournalFileBackend
 
-from experiments.errors import UserError
-from experiments.resume import first_line
+from experiments.errors import UserError, first_line
 from experiments.sweep.spec import Sweep
 
 JOURNAL = "study.journal"

@@ -21,6 +21,7 @@ import warnings
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
+from enum import Enum
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -33,6 +34,7 @@ from optuna.trial import FrozenTrial, TrialState
 from experiments.cli import ExperimentCLI
 from experiments.errors import UserError
 from experiments.rundir import RunLock
+from experiments.runpath import RunPath
 from experiments.sweep.spec import Sweep
 
 SWEEP_LOCK = "sweep.lock"
@@ -112,9 +114,16 @@ class Claim:
 
     trial: optuna.Trial
     params: dict[str, Any]
-    run: Path
+    run: RunPath
     lock: RunLock
     taken_over: bool
+
+
+class NoTrial(Enum):
+    """Why :meth:`Worker.claim` gives no trial to train now."""
+
+    WAIT = "other workers train the last trials, and one may be left to take over"
+    DONE = "the study has all its trials"
 
 
 class Worker:
@@ -144,19 +153,19 @@ class Worker:
         self.stop: int | None = None  # the signal that asked this worker to stop
         self.signal_handler = self.asked_to_stop  # the leading process also tells the others
 
-    def run_dir(self, number: int) -> Path:
-        return self.sweep_dir / f"version_{number}"
+    def run_dir(self, number: int) -> RunPath:
+        return RunPath.of(self.sweep_dir, number)
 
-    def claim(self) -> Claim | bool:
-        """The next trial to train; ``True`` to wait for other workers; ``False`` when done."""
+    def claim(self) -> Claim | NoTrial:
+        """The next trial to train, or why there is none now."""
         with sweep_lock(self.sweep_dir):
             trials = self.study.get_trials(deepcopy=False)
             for frozen in trials:
                 if frozen.state != TrialState.RUNNING:
                     continue
                 run = self.run_dir(frozen.number)
-                run.mkdir(parents=True, exist_ok=True)
-                lock = RunLock.attempt(run)
+                run.directory.mkdir(parents=True, exist_ok=True)
+                lock = RunLock.attempt(run.directory)
                 if lock is not None:  # its worker is gone
                     # Optuna has no public way to go on with a running trial from another
                     # process (its heartbeat retries start a new trial, a new run directory).
@@ -165,7 +174,7 @@ class Worker:
             states = Counter(frozen.state for frozen in trials)
             running = states[TrialState.RUNNING]
             if sum(states[s] for s in FINISHED) + running >= self.target:
-                return running > 0
+                return NoTrial.WAIT if running > 0 else NoTrial.DONE
             if states[TrialState.FAIL] >= self.target:
                 raise UserError(
                     f"sweep {self.sweep.name}: {states[TrialState.FAIL]} trials failed; "
@@ -174,8 +183,8 @@ class Worker:
             distributions = {key: dim.distribution() for key, dim in self.sweep.space.items()}
             trial = self.study.ask(distributions)
             run = self.run_dir(trial.number)
-            run.mkdir(parents=True, exist_ok=True)
-            return Claim(trial, self.decoded(trial.params), run, RunLock(run), False)
+            run.directory.mkdir(parents=True, exist_ok=True)
+            return Claim(trial, self.decoded(trial.params), run, RunLock(run.directory), False)
 
     def decoded(self, params: dict[str, Any]) -> dict[str, Any]:
         return {key: self.sweep.space[key].decode(value) for key, value in params.items()}
@@ -192,9 +201,9 @@ class Worker:
         try:
             while self.stop is None:
                 claim = self.claim()
-                if claim is True:
+                if claim is NoTrial.WAIT:
                     time.sleep(POLL_SECONDS)
-                elif claim is False:
+                elif claim is NoTrial.DONE:
                     break
                 else:
                     self.train(claim)
@@ -220,7 +229,7 @@ class Worker:
 
     def train(self, claim: Claim) -> None:
         """Train one trial to its end and tell the study how it went."""
-        last = claim.run / "checkpoints" / "last.ckpt"
+        last = claim.run.last
         args = ["fit", *self.sweep.trial_args(claim.params), "--experiment", self.sweep.name]
         args += [*QUIET, "--trainer.devices", self.devices]
         if last.is_file():
@@ -237,6 +246,9 @@ class Worker:
                     run_version=claim.trial.number,
                     run_lock=claim.lock,
                     extra_callbacks=[reporter],
+                    # The run's own handler stops it at its epoch's end and tells this one too,
+                    # so that the worker also stops taking trials.
+                    on_signal=self.signal_handler,
                 )
         except SystemExit as stopped:  # the CLI stopped at an epoch's end on a signal
             self.stop = self.stop or (int(stopped.code) - 128 if stopped.code else signal.SIGINT)
@@ -291,8 +303,3 @@ def quiet_trial() -> Iterator[None]:
         sys.argv = argv
         for logger, level in zip(loggers, levels, strict=True):
             logger.setLevel(level)
-
-
-# The CLI's own handler, which stops a run at its epoch's end, passes the signal on to this one
-# too (see experiments.interrupt), so that the worker also stops taking trials.
-Worker.asked_to_stop.wants_run_signals = True
