@@ -104,10 +104,12 @@ def board(tmp_path_factory):
         yield server
 
 
+@pytest.mark.slow  # a TensorBoard server process
 def test_the_run_is_listed(board):
     assert board.json("/data/runs") == [RUN]
 
 
+@pytest.mark.slow  # a TensorBoard server process
 def test_curves_have_one_point_per_epoch(board):
     tags = board.json("/data/plugin/scalars/tags")[RUN]
     expected = {"train/loss_step", "train/loss_epoch", "train/acc", "val/loss", "val/acc"}
@@ -121,6 +123,7 @@ def test_curves_have_one_point_per_epoch(board):
     assert len(board.json("/data/plugin/scalars/scalars", run=RUN, tag="train/loss_step")) == EPOCHS
 
 
+@pytest.mark.slow  # a TensorBoard server process
 def test_figures_are_in_the_images_tab(board):
     tags = board.json("/data/plugin/images/tags")[RUN]
     assert set(tags) == {"figures/confusion_matrix", "figures/decision_boundary"}
@@ -133,6 +136,7 @@ def test_figures_are_in_the_images_tab(board):
         assert np.asarray(image.convert("L")).std() > 5  # drawn, not blank
 
 
+@pytest.mark.slow  # a TensorBoard server process
 def test_hyperparameters_tab_holds_settings_and_final_metrics(board):
     experiment = board.post("/data/plugin/hparams/experiment", {"experimentName": ""})
     hparams = {info["name"] for info in experiment["hparamInfos"]}

@@ -76,6 +76,7 @@ def test_a_held_run_is_refused_naming_the_holder_until_released(tmp_path):
     RunLock(tmp_path).release()
 
 
+@pytest.mark.slow
 def test_the_hold_ends_with_its_process_however_it_ends(tmp_path):
     code = (
         "import sys, time; from pathlib import Path; from experiments.rundir import RunLock; "

@@ -61,6 +61,7 @@ def test_a_default_run_logged_to_a_file_is_a_line_per_epoch(tmp_path, monkeypatc
     assert lines.index(f"Run directory: {run}") < lines.index(next(filter(EPOCH_LINE.match, lines)))
 
 
+@pytest.mark.slow
 def test_on_a_terminal_the_bar_stays(tmp_path):
     leader, follower = pty.openpty()
     # A terminal 120 columns wide (a new pseudo-terminal has none, and tqdm then draws nothing).
