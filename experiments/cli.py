@@ -192,7 +192,9 @@ class ExperimentCLI(LightningCLI):
         epochs and callbacks) once the arguments are parsed.
         """
         if self.resolved is None:
-            self.resolved = yaml.safe_load(self.parser.dump(self.config, skip_link_targets=False))
+            # Checked when parsed: a second check would cost as much as the dump.
+            dumped = self.parser.dump(self.config, skip_link_targets=False, skip_validation=True)
+            self.resolved = yaml.safe_load(dumped)
         return self.subcommand_config(self.resolved)
 
     def _parse_ckpt_path(self) -> None:
