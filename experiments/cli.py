@@ -24,10 +24,11 @@ import sys
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from jsonargparse import Namespace
+from jsonargparse.typing import PositiveInt
 from lightning.pytorch import Trainer
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
@@ -35,7 +36,7 @@ from lightning.pytorch.utilities import rank_zero_info, rank_zero_only
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
 
 from datamodules import DataFileError, SplitDataModule
-from experiments import assembly, fastpath, report, resume, rundir
+from experiments import assembly, fastpath, report, resume, rundir, threads
 from experiments.checkpoint import RunCheckpoint, SafeCheckpointIO
 from experiments.errors import UserError
 from experiments.figures import FigureLogger
@@ -116,6 +117,7 @@ class ExperimentCLI(LightningCLI):
         self.own_lock: rundir.RunLock | None = None  # the lock this CLI took, to release
         self.extra_callbacks = list(extra_callbacks)
         self.remove_fast_path: Callable[[], None] | None = None
+        self.restore_threads: Callable[[], None] | None = None
         try:
             super().__init__(
                 Task,
@@ -141,6 +143,8 @@ class ExperimentCLI(LightningCLI):
         finally:
             if self.remove_fast_path is not None:
                 self.remove_fast_path()
+            if self.restore_threads is not None:
+                self.restore_threads()
             if self.own_lock is not None:
                 self.own_lock.release()
 
@@ -179,6 +183,13 @@ class ExperimentCLI(LightningCLI):
             default=True,
             help="Make Lightning's per-step bookkeeping cheap (experiments/fastpath); false runs "
             "plain Lightning, with the same results bit for bit, more slowly.",
+        )
+        parser.add_argument(
+            "--threads",
+            type=PositiveInt | Literal["auto"],
+            default=threads.AUTO,
+            help="Threads for PyTorch on the CPU. auto: one for a small network, the CPUs "
+            "shared among the run's processes for a large one (experiments/threads.py).",
         )
         # Callback groups of the command line; assembly.callbacks decides which join a Trainer.
         for name, group in (
@@ -369,7 +380,10 @@ class ExperimentCLI(LightningCLI):
         if self.checkpoint is not None and self.checkpoint_file is not None:
             resume.check_weights(self.checkpoint, self.model, self.checkpoint_file)
             resume.check_data(self.checkpoint, self.datamodule, self.checkpoint_file)
-        if self.subcommand_config(self.config).fast_path:
+        config = self.subcommand_config(self.config)
+        devices = self.trainer.num_devices  # under DDP, one process each
+        self.restore_threads = threads.apply(config.threads, self.model, self.datamodule, devices)
+        if config.fast_path:
             self.remove_fast_path = fastpath.install(self.trainer, self.model)
 
     before_validate = before_test = before_predict = check_before_running
