@@ -188,6 +188,7 @@ class ExperimentCLI(LightningCLI):
             "--threads",
             type=PositiveInt | Literal["auto"],
             default=threads.AUTO,
+            metavar="N|auto",
             help="Threads for PyTorch on the CPU. auto: one for a small network, the CPUs "
             "shared among the run's processes for a large one (experiments/threads.py).",
         )

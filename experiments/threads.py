@@ -40,11 +40,13 @@ _sharing = 1  # runs started here share the CPUs with this many runs in all
 
 
 def available_cpus() -> int:
-    """CPUs this process may run on."""
+    """CPUs for PyTorch's work: those this process may run on, at most PyTorch's own default
+    (a thread per physical core: a second on the same core only gets in the way)."""
     try:
-        return len(os.sched_getaffinity(0))
+        allowed = len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
+        allowed = os.cpu_count() or 1
+    return min(allowed, _TORCH_DEFAULT)
 
 
 @contextlib.contextmanager
@@ -129,8 +131,8 @@ def apply(
 ) -> Callable[[], None]:
     """Set the run's thread count by ``setting`` (``--threads``); return what puts back the
     count and environment found."""
-    valid = setting == AUTO or (type(setting) is int and setting >= 1)
-    if not valid:
+    count_given = isinstance(setting, int) and not isinstance(setting, bool)
+    if not (setting == AUTO or (count_given and setting >= 1)):
         raise ValueError(f"threads must be a positive integer or 'auto', got {setting!r}")
     chosen = chosen_by_user()
     if setting == AUTO and chosen in ENVIRONMENT:
