@@ -10,6 +10,9 @@ over the processes that ran together, and each against the policy.
 
 Run: ``.venv/bin/python -m benchmarks.threads`` (``--together 4`` or fewer epochs for a short
 check). A quiet machine gives the first columns; neighbours' jobs slow every way down.
+
+``--threshold`` instead times training steps of networks of growing work (plain loops, one
+thread against the default), to place ``SMALL_STEP_FLOPS``: run it on a quiet machine.
 """
 
 import argparse
@@ -25,6 +28,7 @@ import torch
 
 from benchmarks.train_speed import REPO, build, project_fit
 from experiments import threads
+from models import CNN, MLP, RecurrentNet
 
 SAMPLES = {"mlp_classification": 1000, "cnn": 2000}
 EPOCHS = {"mlp_classification": 10, "cnn": 1}
@@ -89,13 +93,74 @@ def expect(process: subprocess.Popen, line: str | None, errors) -> str:
     return got
 
 
+IMAGE = (3, 32, 32)
+
+
+def ladder() -> list[tuple[str, torch.nn.Module, tuple[int, ...], int, int]]:
+    """Networks of growing work per step: name, network, input shape, batch, classes."""
+    return [
+        ("mlp 10-50-2, batch 32", MLP((10,), 2, hidden_sizes=[50]), (10,), 32, 2),
+        ("mlp 10-256-2, batch 64", MLP((10,), 2, hidden_sizes=[256]), (10,), 64, 2),
+        ("lstm 2x20 over 20 steps, batch 64", RecurrentNet((20, 10), 4), (20, 10), 64, 4),
+        ("cnn 4-8, batch 64", CNN(IMAGE, 10, channels=[4, 8], hidden_size=32), IMAGE, 64, 10),
+        ("mlp 64-512-512-10, batch 64", MLP((64,), 10, hidden_sizes=[512, 512]), (64,), 64, 10),
+        ("cnn 8-16, batch 64", CNN(IMAGE, 10, channels=[8, 16], hidden_size=64), IMAGE, 64, 10),
+        ("mlp 256-1024x2-10, batch 64", MLP((256,), 10, hidden_sizes=[1024] * 2), (256,), 64, 10),
+        ("cnn 16-32 (the cnn), batch 64", CNN(IMAGE, 10), IMAGE, 64, 10),
+    ]
+
+
+def step_times(network: torch.nn.Module, shape: tuple, batch: int, classes: int) -> dict:
+    """Wall and CPU seconds of one training step with each thread count, the fastest of 3."""
+    inputs, targets = torch.randn(batch, *shape), torch.randint(0, classes, (batch,))
+    optimizer = torch.optim.Adam(network.parameters(), fused=True)
+
+    def steps(count: int) -> None:
+        for _ in range(count):
+            optimizer.zero_grad()
+            torch.nn.functional.cross_entropy(network(inputs), targets).backward()
+            optimizer.step()
+
+    best: dict[int, tuple[float, float]] = {}
+    for _ in range(3):
+        for count in sorted({1, torch.get_num_threads()}):
+            torch.set_num_threads(count)
+            steps(3)
+            wall, cpu = time.perf_counter(), time.process_time()
+            steps(20)
+            figures = ((time.perf_counter() - wall) / 20, (time.process_time() - cpu) / 20)
+            best[count] = min(best.get(count, figures), figures)
+    return best
+
+
+def threshold() -> None:
+    default = torch.get_num_threads()
+    print(f"one training step, one thread against {default} (the default):")
+    print(f"{'network':<36}{'FLOPs':>10}{'ms, 1':>8}{f'ms, {default}':>8}{'wall':>7}{'CPU':>7}")
+    try:
+        for name, network, shape, batch, classes in ladder():
+            work = threads.step_flops(network, shape, batch)
+            best = step_times(network, shape, batch, classes)
+            (wall1, cpu1), (wall, cpu) = best[1], best[default]
+            print(
+                f"{name:<36}{work:>10.2g}{wall1 * 1e3:>8.2f}{wall * 1e3:>8.2f}"
+                f"{wall / wall1:>7.2f}{cpu / cpu1:>7.2f}"
+            )
+    finally:
+        torch.set_num_threads(default)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--together", type=int, default=8, help="fits at once in the busy case")
     parser.add_argument("--mlp_epochs", type=int, default=EPOCHS["mlp_classification"])
     parser.add_argument("--cnn_epochs", type=int, default=EPOCHS["cnn"])
+    parser.add_argument("--threshold", action="store_true", help="time steps of growing work")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.threshold:
+        threshold()
+        return
     if args.child is not None:
         child(json.loads(args.child))
         return
