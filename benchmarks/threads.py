@@ -178,7 +178,7 @@ def main(argv: list[str] | None = None) -> None:
         work = threads.work_of(task, data)
         print(
             f"  {name}: {work:.3g} FLOPs a step, so {threads.choose(work)} thread(s); "
-            f"{epochs[name]} epochs of {SAMPLES[name]} samples"
+            f"{epochs[name]} epoch(s) of {SAMPLES[name]} samples"
         )
     start = time.perf_counter()
     alone = together(plan, 1)

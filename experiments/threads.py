@@ -7,9 +7,14 @@ CPU time waiting for work, and beside other jobs it makes the run several times 
 
 * a network whose training step (forward and backward of one batch) takes fewer than
   :data:`SMALL_STEP_FLOPS` floating-point operations trains on one thread;
-* a larger one gets the machine's CPUs, shared evenly between the run's own processes (one per
-  device under DDP, as Lightning shares them) and the runs started beside it (a sweep's
-  workers, see :func:`shared_by`).
+* a larger one gets a thread per CPU (at most one per physical core, PyTorch's default), shared
+  evenly between the run's own processes (one per device under DDP, as Lightning shares them)
+  and the runs started beside it (a sweep's workers, see :func:`shared_by`).
+
+The policy looks at the run alone, never at the machine's load: the thread count changes a
+large network's results in the last bits, and the same command is to give the same run
+whatever else the machine is doing. On a machine busy with other jobs, ``--threads 1`` is the
+faster choice for large networks too.
 
 The user's choice wins, in this order: ``--threads N``; ``OMP_NUM_THREADS`` or
 ``MKL_NUM_THREADS`` in the environment; a thread count set with ``torch.set_num_threads`` in the
@@ -29,9 +34,11 @@ from torch.utils.flop_counter import FlopCounterMode
 
 AUTO = "auto"
 Setting = int | Literal["auto"]
-# Below this many FLOPs a training step, one thread is as fast as several on a quiet machine
-# and far faster on a busy one. Measured on 2 cores: mlp_classification takes 83 thousand
-# (one thread best), cnn 667 million (two threads 1.3 times faster when quiet).
+# Below this many FLOPs a training step, one thread. Measured on 2 cores: mlp_classification
+# (125 thousand) is no faster on two threads on a quiet machine, for 20% more CPU time, and 2.5
+# to 9 times slower beside other jobs; the recurrent experiment (41 million) runs one tiny
+# operation per time step; the cnn (667 million) is 1.27 times faster on two threads when the
+# machine is quiet. `python -m benchmarks.threads --threshold` times the sizes in between.
 SMALL_STEP_FLOPS = 100_000_000
 ENVIRONMENT = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")  # what torch reads at start
 
