@@ -34,6 +34,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -189,7 +190,9 @@ def bare_lightning(name: str, num_samples: int, epochs: int) -> float:
     return timer.per_step
 
 
-def project_fit(name: str, num_samples: int, epochs: int) -> StepTimer:
+def project_fit(name: str, num_samples: int, epochs: int, extra: Sequence[str] = ()) -> StepTimer:
+    """``python -m experiments fit`` in-process in a temporary directory, output discarded;
+    ``extra`` arguments go at the end of the command line."""
     from experiments.cli import main
 
     previous = os.getcwd()
@@ -210,6 +213,7 @@ def project_fit(name: str, num_samples: int, epochs: int) -> StepTimer:
                         "--test_after_fit",
                         "false",
                         "--trainer.callbacks+=benchmarks.train_speed.StepTimer",
+                        *extra,
                     ]
                 )
         finally:

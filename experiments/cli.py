@@ -37,7 +37,7 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.utilities import rank_zero_only
 
 from datamodules import SplitDataModule
-from experiments import assembly, fastpath, namedrun, options, report, resume, rundir
+from experiments import assembly, fastpath, namedrun, options, report, resume, rundir, threads
 from experiments.checkpoint import SafeCheckpointIO
 from experiments.errors import UserError, exit_status
 from experiments.fastpath.undo import Undo
@@ -96,6 +96,7 @@ class ExperimentCLI(LightningCLI):
         self.own_lock: rundir.RunLock | None = None  # the lock this CLI took, to release
         self.extra_callbacks = list(extra_callbacks)
         self.remove_fast_path: Undo | None = None
+        self.restore_threads: Undo | None = None
         try:
             super().__init__(
                 Task,
@@ -121,6 +122,8 @@ class ExperimentCLI(LightningCLI):
         finally:
             if self.remove_fast_path is not None:
                 self.remove_fast_path()
+            if self.restore_threads is not None:
+                self.restore_threads()
             if self.own_lock is not None:
                 self.own_lock.release()
 
@@ -247,7 +250,10 @@ class ExperimentCLI(LightningCLI):
         if self.checkpoint is not None and self.found is not None:
             resume.check_weights(self.checkpoint, self.model, self.found.path)
             resume.check_data(self.checkpoint, self.datamodule, self.found.path)
-        if self.subcommand_config(self.config).fast_path:
+        config = self.subcommand_config(self.config)
+        devices = self.trainer.num_devices  # under DDP, one process each
+        self.restore_threads = threads.apply(config.threads, self.model, self.datamodule, devices)
+        if config.fast_path:
             self.remove_fast_path = fastpath.install(self.trainer, self.model)
 
     before_validate = before_test = before_predict = check_before_running

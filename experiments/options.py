@@ -1,18 +1,20 @@
 """The command line of ``python -m experiments``: the project's options, their help and defaults.
 
-* ``--experiment``, ``--test_after_fit`` and ``--fast_path``, then the callback groups
-  ``--checkpoint.*``, ``--figures.*`` and ``--predictions.*``, with the checkpoint policy as
-  their defaults;
+* ``--experiment``, ``--test_after_fit``, ``--fast_path`` and ``--threads``, then the callback
+  groups ``--checkpoint.*``, ``--figures.*`` and ``--predictions.*``, with the checkpoint policy
+  as their defaults;
 * the shape facts that the data gives the network and the task (:data:`LINKED`);
 * what ``--help`` says, and the default experiment's YAML when no ``--config`` is given.
 """
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
+from jsonargparse.typing import PositiveInt
 from lightning.pytorch.cli import LightningArgumentParser
 
+from experiments import threads
 from experiments.checkpoint import RunCheckpoint
 from experiments.figures import FigureLogger
 from experiments.parser import PROGRAM
@@ -89,6 +91,14 @@ def add_options(parser: LightningArgumentParser) -> None:
         default=True,
         help="Make Lightning's per-step bookkeeping cheap (experiments/fastpath); false runs "
         "plain Lightning, with the same results bit for bit, more slowly.",
+    )
+    parser.add_argument(
+        "--threads",
+        type=PositiveInt | Literal["auto"],
+        default=threads.AUTO,
+        metavar="N|auto",
+        help="Threads for PyTorch on the CPU. auto: one for a small network, the CPUs "
+        "shared among the run's processes for a large one (experiments/threads.py).",
     )
     # Callback groups of the command line; assembly.callbacks decides which join a Trainer.
     for name, group in (

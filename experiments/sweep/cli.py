@@ -51,13 +51,6 @@ def arguments(argv: Sequence[str] | None) -> argparse.Namespace:
     return args
 
 
-def cpu_count() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
-
-
 def devices_of(worker: int) -> str:
     """A worker's ``--trainer.devices``: a GPU of its own where there are several."""
     import torch
@@ -130,7 +123,7 @@ def run(args: argparse.Namespace) -> int:
         sweep_dir,
         target,
         devices=devices_of(index),
-        threads=max(1, cpu_count() // args.workers),
+        sharing=args.workers,
     )
     if not leading:
         end_with_the_leader()

@@ -27,10 +27,10 @@ from types import FrameType
 from typing import Any
 
 import optuna
-import torch
 from lightning.pytorch.callbacks import EarlyStopping
 from optuna.trial import FrozenTrial, TrialState
 
+from experiments import threads
 from experiments.cli import ExperimentCLI
 from experiments.errors import UserError
 from experiments.rundir import RunLock
@@ -135,7 +135,7 @@ class Worker:
         sweep_dir: ``lightning_logs/<sweep>``.
         target: How many finished or pruned trials the study is to have.
         devices: This worker's ``--trainer.devices`` value.
-        threads: Threads for PyTorch's work on the CPU.
+        sharing: How many workers share this machine's CPUs (see :func:`threads.shared_by`).
     """
 
     def __init__(
@@ -145,11 +145,11 @@ class Worker:
         sweep_dir: Path,
         target: int,
         devices: str = "1",
-        threads: int | None = None,
+        sharing: int = 1,
     ) -> None:
         self.sweep, self.study, self.sweep_dir, self.target = sweep, study, sweep_dir, target
         self.devices = devices
-        self.threads = threads
+        self.sharing = sharing
         self.stop: int | None = None  # the signal that asked this worker to stop
         self.signal_handler = self.asked_to_stop  # the leading process also tells the others
 
@@ -194,8 +194,6 @@ class Worker:
 
     def run(self) -> int:
         """Train trials until the sweep has enough; the exit status (128 + signal if stopped)."""
-        if self.threads:
-            torch.set_num_threads(self.threads)
         signals = (signal.SIGINT, signal.SIGTERM)
         previous = {signum: signal.signal(signum, self.signal_handler) for signum in signals}
         try:
@@ -240,7 +238,7 @@ class Worker:
         reporter = TrialReporter(claim.trial, self.sweep.metric, self.sweep.direction, self)
         error = None
         try:
-            with quiet_trial():
+            with quiet_trial(), threads.shared_by(self.sharing):
                 ExperimentCLI(
                     args=args,
                     run_version=claim.trial.number,
