@@ -46,6 +46,16 @@ class Benchmark:
 
 BENCHMARKS = (
     Benchmark(
+        "threads",
+        "Threads",
+        (),
+        ("--together", "4", "--mlp_epochs", "3", "--cnn_epochs", "1"),
+        "Wall and CPU seconds of one fit with the policy's threads (`--threads auto`), with "
+        "PyTorch's default threads and with one thread, alone and as 8 fits started together "
+        "(the median of the 8); start-up is not counted. `wall/pol` is the wall time over the "
+        "policy's: above 1, the policy is faster.",
+    ),
+    Benchmark(
         "wall_times",
         "Whole commands",
         (),
