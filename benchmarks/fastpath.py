@@ -11,19 +11,14 @@ Run: ``.venv/bin/python -m benchmarks.fastpath`` (``--workload two_layer_relu``,
 """
 
 import argparse
-import contextlib
 import logging
-import os
 import statistics
 import sys
-import tempfile
 from collections.abc import Callable
-from pathlib import Path
 
-from benchmarks.train_speed import StepTimer
+from benchmarks.train_speed import project_fit
 from experiments import fastpath
 
-REPO = Path(__file__).resolve().parents[1]
 # Each patch by name: the module that install() reads it from, and its attribute there.
 PATCHES: dict[str, tuple[object, str]] = {
     "results.RepeatedLog": (fastpath.results, "cheap_logging"),
@@ -43,32 +38,7 @@ def nothing(*args: object) -> Callable[[], None]:
 
 def fit(name: str, size: int, epochs: int, *extra: str) -> float:
     """ms per training step of the fastest epoch after the first, validation excluded."""
-    from experiments.cli import main
-
-    previous = os.getcwd()
-    with tempfile.TemporaryDirectory() as directory, open(os.devnull, "w") as sink:
-        os.chdir(directory)
-        try:
-            with contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
-                cli = main(
-                    [
-                        "fit",
-                        "--config",
-                        str(REPO / "experiments" / f"{name}.yaml"),
-                        "--data.init_args.num_samples",
-                        str(size),
-                        "--trainer.max_epochs",
-                        str(epochs),
-                        "--test_after_fit",
-                        "false",
-                        "--trainer.callbacks+=benchmarks.train_speed.StepTimer",
-                        *extra,
-                    ]
-                )
-        finally:
-            os.chdir(previous)
-    timer = next(cb for cb in cli.trainer.callbacks if type(cb).__name__ == StepTimer.__name__)
-    return timer.per_step * 1e3
+    return project_fit(name, size, epochs, extra).per_step * 1e3
 
 
 def without(patch: str | None, name: str, size: int, epochs: int) -> float:
