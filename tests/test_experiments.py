@@ -38,6 +38,7 @@ def fit_and_test(run_cli, name: str, *overrides: str) -> dict[str, float]:
         ("digits", {"test/acc": 0.95}),
         ("wine_flavanoids", {"test/r2": 0.75}),
     ],
+    ids=lambda value: value if isinstance(value, str) else "-".join(value),
 )
 def test_experiment_reaches_its_stated_result(run_cli, name, at_least):
     results = fit_and_test(run_cli, name)
