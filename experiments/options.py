@@ -11,7 +11,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-from jsonargparse.typing import PositiveInt
 from lightning.pytorch.cli import LightningArgumentParser
 
 from experiments import threads
@@ -94,7 +93,9 @@ def add_options(parser: LightningArgumentParser) -> None:
     )
     parser.add_argument(
         "--threads",
-        type=PositiveInt | Literal["auto"],
+        # Not PositiveInt: its refusal of 0 would read "expected one of 'auto'"; sanity.py
+        # says what is wanted.
+        type=int | Literal["auto"],
         default=threads.AUTO,
         metavar="N|auto",
         help="Threads for PyTorch on the CPU. auto: one for a small network, the CPUs "

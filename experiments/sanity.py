@@ -19,6 +19,9 @@ def check_config(config: Namespace, linked: dict[str, str]) -> None:
     trainer = config.trainer
     if trainer.max_epochs is not None and trainer.max_epochs != -1 and trainer.max_epochs <= 0:
         raise UserError(f"trainer.max_epochs must be a positive integer, got {trainer.max_epochs}")
+    threads = config.get("threads")
+    if isinstance(threads, int) and threads < 1:
+        raise UserError(f"--threads must be a positive integer or auto, got {threads}")
     if config.get("weights_only") is False:
         raise UserError(
             "--weights_only false: checkpoints are only read with weights_only=True here "

@@ -136,7 +136,10 @@ def test_a_fit_trains_with_the_policys_threads_or_the_option(run_cli, setting, e
     assert torch.get_num_threads() == found  # put back when the command ends
 
 
-def test_the_option_refuses_zero_threads(run_cli, capsys):
-    with pytest.raises(SystemExit):
+def test_the_option_refuses_zero_threads(run_cli, tmp_path, capsys):
+    with pytest.raises(SystemExit) as stopped:
         run_cli("fit", "--config", config("mlp_classification"), "--threads", "0")
-    assert "threads" in capsys.readouterr().err
+    assert stopped.value.code == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line == "error: --threads must be a positive integer or auto, got 0"
+    assert not (tmp_path / "lightning_logs").exists()
