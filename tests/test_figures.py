@@ -39,6 +39,11 @@ from tests.conftest import config, curves, run_dir
             lambda: StripeImageData(num_samples=100),
             ["confusion_matrix", "samples"],
         ),
+        (  # two channels, no colour image: drawn from the first
+            lambda: models.ClassificationTask(models.CNN([2, 8, 8], 3, channels=[4]), 3),
+            lambda: StripeImageData(image_shape=[2, 8, 8], num_classes=3, num_samples=100),
+            ["confusion_matrix", "samples"],
+        ),
         (
             lambda: models.ClassificationTask(models.RecurrentNet([20, 10], 4), 4),
             lambda: RecallSequenceData(num_samples=100),
