@@ -239,6 +239,11 @@ def test_the_private_hooks_overridden_for_behaviour_are_still_lightnings():
     assert "self.cli._dump_config()" in inspect.getsource(lightning_cli)  # its instantiator
     for name in ("_parse_ckpt_path", "_dump_config"):
         assert list(inspect.signature(getattr(LightningCLI, name)).parameters) == ["self"]
+    # ExperimentCLI._dump_config makes Lightning's dump itself (without a second check of the
+    # config): were Lightning to dump otherwise, it would have to follow.
+    dump = inspect.getsource(LightningCLI._dump_config)
+    assert "self.parser.dump(self.config, skip_link_targets=False, skip_none=False" in dump
+    assert "self.config_dump = self.config_dump[self.config.subcommand]" in dump
 
 
 DDP = ("--trainer.accelerator", "cpu", "--trainer.devices", "2", "--trainer.strategy", "ddp")
