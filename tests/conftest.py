@@ -47,6 +47,9 @@ def quiet(args: tuple[str, ...] | list[str]) -> tuple[str, ...]:
 # The run that most tests of a trained run read (the `trained` fixture): the default
 # experiment, two epochs, not tested.
 MLP_RUN = ("--trainer.max_epochs", "2", *NO_TEST)
+# A regression run that holds every regression scalar, validated twice (every 10 epochs), tested.
+LINEAR_RUN = ("--config", str(REPO / "experiments" / "linear_regression.yaml"))
+LINEAR_RUN += ("--trainer.max_epochs", "20")
 Curves = dict[str, list[tuple[int, float]]]
 
 

@@ -39,17 +39,20 @@ class Hold(Callback):
     Args:
         path: The file whose existence holds the run.
         timeout: Seconds to hold at most.
+        until_stopped: Let a signal that asks the run to stop end the hold too.
     """
 
-    def __init__(self, path: str, timeout: float = 300.0) -> None:
+    def __init__(self, path: str, timeout: float = 300.0, until_stopped: bool = True) -> None:
         self.path = Path(path)
         self.timeout = timeout
+        self.until_stopped = until_stopped
 
     def on_train_epoch_start(self, trainer, pl_module) -> None:
         if trainer.current_epoch != 1:
             return
         deadline = time.monotonic() + self.timeout
         while self.path.exists() and time.monotonic() < deadline:
-            if any(getattr(cb, "received", None) is not None for cb in trainer.callbacks):
+            stopping = any(getattr(cb, "received", None) is not None for cb in trainer.callbacks)
+            if stopping and self.until_stopped:
                 return  # StopOnSignal heard Ctrl-C or SIGTERM
             time.sleep(0.02)

@@ -17,6 +17,7 @@ from experiments.errors import UserError
 from experiments.predictions import PredictionWriter
 from tests.conftest import (
     EXPERIMENTS,
+    LINEAR_RUN,
     NO_TEST,
     QUIET,
     REPO,
@@ -69,10 +70,10 @@ def test_default_experiment_trains_into_the_documented_layout(run_cli, tmp_path,
     assert (run.parent / "version_1" / "config.yaml").exists()
 
 
-def test_event_file_holds_the_contract_tags(run_cli, tmp_path):
+def test_event_file_holds_the_contract_tags(trained, tmp_path):
     # A network whose every argument is linked from the data: Lightning's dump of the config
     # needs the init_args that ExperimentCLI._dump_config adds.
-    run_cli("fit", "--config", config("linear_regression"), "--trainer.max_epochs", "20")
+    trained(*LINEAR_RUN)
     series = curves(run_dir(tmp_path, "linear_regression"))
     expected = {"train/loss_step", "train/loss_epoch", "val/loss", "val/mae", "val/r2"}
     assert expected | {"train/mae", "train/r2", "test/loss", "test/r2"} <= set(series)

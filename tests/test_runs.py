@@ -1,13 +1,12 @@
 """``python -m experiments.runs``: the runs under ``lightning_logs/`` as a table."""
 
 from experiments import runs
-from tests.conftest import config, curves, run_dir
+from tests.conftest import LINEAR_RUN, config, curves, run_dir
 
 
-def test_runs_table_lists_each_run(run_cli, tmp_path, capsys):
-    run_cli("fit", "--config", config("scratch_two_layer"), "--trainer.max_epochs", "12")
-    run_cli("fit", "--config", config("linear_regression"), "--trainer.max_epochs", "20")
-    capsys.readouterr()
+def test_runs_table_lists_each_run(trained, tmp_path, capsys):
+    trained("--config", config("scratch_two_layer"), "--trainer.max_epochs", "12")
+    trained(*LINEAR_RUN)
     assert runs.main(["--root", str(tmp_path / "lightning_logs")]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].split() == [

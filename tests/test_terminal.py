@@ -2,6 +2,7 @@
 messages of a stop, and loading a run in Python."""
 
 import fcntl
+import json
 import logging
 import os
 import pty
@@ -175,22 +176,51 @@ def test_a_run_that_reached_max_epochs_says_so_and_how_to_go_further(
 
 @pytest.mark.slow
 def test_a_second_ctrl_c_exits_130_naming_the_last_complete_checkpoint(tmp_path):
-    last = run_dir(tmp_path, "cnn") / "checkpoints" / "last.ckpt"
-    process = start_experiments(tmp_path, "fit", "--config", config("cnn"), *NO_TEST)
-    deadline = time.monotonic() + 120
-    while not last.exists():
-        assert process.poll() is None, process.communicate()
-        assert time.monotonic() < deadline, f"{last} never appeared"
-        time.sleep(0.1)
-    time.sleep(0.3)  # into the next epoch
-    process.send_signal(signal.SIGINT)
-    time.sleep(0.3)
-    process.send_signal(signal.SIGINT)
-    out, err = process.communicate(timeout=120)
-    assert process.returncode == 130, err
-    assert "last complete checkpoint lightning_logs/cnn/version_0/checkpoints/last.ckpt" in out
+    # The run is held in its second epoch, after the first epoch's checkpoint, and stays held
+    # after the first Ctrl-C: the second one always finds an epoch under way, however busy
+    # the machine.
+    hold = tmp_path / "hold"
+    hold.touch()
+    held = {"class_path": "tests.plugins.Hold", "init_args": {"path": str(hold)}}
+    held["init_args"]["until_stopped"] = False
+    last = run_dir(tmp_path, "mlp_classification") / "checkpoints" / "last.ckpt"
+    errors = tmp_path / "stderr.txt"
+    with errors.open("w") as stderr:
+        process = start_experiments(
+            tmp_path,
+            "fit",
+            "--config",
+            config("mlp_classification"),
+            *NO_TEST,
+            f"--trainer.callbacks+={json.dumps(held)}",
+            stderr=stderr,
+        )
+        try:
+            wait_until(lambda: last.exists(), process, f"{last} to appear")
+            process.send_signal(signal.SIGINT)
+            # Two signals close together may reach Python's handler as one: the second goes
+            # once the first has been heard.
+            wait_until(lambda: "SIGINT received" in errors.read_text(), process, "the first")
+            process.send_signal(signal.SIGINT)
+            out, _ = process.communicate(timeout=120)
+        finally:
+            process.kill()
+            process.wait()
+    assert process.returncode == 130, errors.read_text()
+    assert (
+        "last complete checkpoint lightning_logs/mlp_classification/version_0/checkpoints/last.ckpt"
+        in out
+    )
     assert "Continue with: python -m experiments fit --config" in out
-    torch.load(last, weights_only=True)  # complete: it loads
+    assert torch.load(last, weights_only=True)["epoch"] == 0  # complete: it loads
+
+
+def wait_until(condition, process: subprocess.Popen, what: str, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert process.poll() is None, f"exited before {what}"
+        assert time.monotonic() < deadline, f"waited in vain for {what}"
+        time.sleep(0.05)
 
 
 def test_weights_only_false_is_refused_in_one_line(run_cli, trained, capsys):
