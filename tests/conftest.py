@@ -63,9 +63,15 @@ def fit_in(root: Path, *args: str) -> ExperimentCLI:
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """The slow tests first: with several workers, the long ones start together with the short
-    ones instead of running alone at the end."""
-    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+    """The longest tests first (by ``slow(seconds=N)``, then the other slow ones): pytest's
+    workers take the next test as they finish one, so the long ones run beside the short ones
+    instead of alone at the end."""
+
+    def expected_seconds(item: pytest.Item) -> float:
+        marks = list(item.iter_markers("slow"))
+        return max((mark.kwargs.get("seconds", 1.0) for mark in marks), default=0.0)
+
+    items.sort(key=expected_seconds, reverse=True)
 
 
 class TrainedRuns:

@@ -100,7 +100,7 @@ def test_the_random_state_is_saved_and_restored():
     assert again[1:] == expected[1:]
 
 
-@pytest.mark.slow
+@pytest.mark.slow(seconds=17)
 def test_sigkill_at_random_moments_never_leaves_a_torn_checkpoint(tmp_path):
     last = run_dir(tmp_path, "linear_regression") / "checkpoints/last.ckpt"
     fit = ["fit", "--config", config("linear_regression"), "--trainer.max_epochs", "100000"]

@@ -263,7 +263,7 @@ def predictions(run) -> list[dict[str, str]]:
         return list(csv.DictReader(handle))
 
 
-@pytest.mark.slow
+@pytest.mark.slow(seconds=36)
 def test_two_processes_shard_sync_write_once_resume_exactly_and_predict(tmp_path, monkeypatch):
     """Data parallelism with Lightning's DDP strategy: two CPU processes talking over gloo."""
     resumed, straight = tmp_path / "resumed", tmp_path / "straight"

@@ -31,7 +31,7 @@ def fit_and_test(run_cli, name: str, *overrides: str) -> dict[str, float]:
         ("mlp_classification", {"val/acc": 0.9}),
         ("simple_net", {"test/r2": 0.95}),
         ("sequential_mlp", {"test/acc": 0.9}),
-        ("cnn", {"test/acc": 0.9}),
+        pytest.param("cnn", {"test/acc": 0.9}, marks=pytest.mark.slow(seconds=24)),
         ("scratch_two_layer", {"train/acc": 0.95, "test/acc": 0.9}),
         ("recurrent", {"test/acc": 0.9}),
         ("iris", {"test/acc": 0.95}),

@@ -93,7 +93,7 @@ def test_the_hold_ends_with_its_process_however_it_ends(tmp_path):
     RunLock(tmp_path).release()  # no file to delete by hand
 
 
-@pytest.mark.slow
+@pytest.mark.slow(seconds=27)
 def test_fits_started_together_each_write_a_run_of_their_own(tmp_path):
     # Eight processes, in two process groups (standing in for two machines sharing the folder),
     # lined up to name their runs at the same moment. Each trains a network of its own width,

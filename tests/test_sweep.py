@@ -220,7 +220,7 @@ def test_a_sweep_file_changed_under_an_existing_study_is_refused(tmp_path, monke
 # Sweeps that run --------------------------------------------------------------------------
 
 
-@pytest.mark.slow
+@pytest.mark.slow(seconds=22)
 def test_two_workers_survive_a_sigkill_prune_and_leave_ordinary_runs(tmp_path, monkeypatch, capsys):
     # Eight trials: four seeds each of a learning rate that learns and of one that does not;
     # the median rule stops the second kind once five trials have finished.
@@ -289,7 +289,7 @@ def test_two_workers_survive_a_sigkill_prune_and_leave_ordinary_runs(tmp_path, m
     assert max(scores) == study.best_value
 
 
-@pytest.mark.slow
+@pytest.mark.slow(seconds=25)
 def test_ctrl_c_stops_every_worker_and_the_same_command_ends_with_exactly_n(tmp_path):
     path = sweep_file(
         tmp_path,
@@ -333,7 +333,7 @@ def test_ctrl_c_stops_every_worker_and_the_same_command_ends_with_exactly_n(tmp_
     assert states(study_of(tmp_path)) == {"COMPLETE": 6}
 
 
-@pytest.mark.slow
+@pytest.mark.slow(seconds=12)
 def test_workers_on_two_machines_share_one_study_in_postgresql(tmp_path, postgres):
     # Two commands started together, each with one worker, stand in for two machines sharing
     # the run directory.
