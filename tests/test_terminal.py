@@ -36,6 +36,7 @@ from tests.conftest import (
 EPOCH_LINE = re.compile(r"^epoch (\d+)  step (\d+)  .*train/loss \S+  .*val/loss \S+  [\d.]+ s$")
 
 
+@pytest.mark.slow  # the default experiment trained to its end, 100 epochs
 def test_a_default_run_logged_to_a_file_is_a_line_per_epoch(tmp_path, monkeypatch, capsys):
     # In-process, its output captured (not a terminal), Lightning's log lines merged into it
     # as `> fit.log 2>&1` would. Figures are off: they print nothing and cost 10 draws.
