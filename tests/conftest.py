@@ -63,9 +63,8 @@ def fit_in(root: Path, *args: str) -> ExperimentCLI:
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """The longest tests first (by ``slow(seconds=N)``, then the other slow ones): pytest's
-    workers take the next test as they finish one, so the long ones run beside the short ones
-    instead of alone at the end."""
+    """The longest tests first (by ``slow(seconds=N)``, then the other slow ones), so that none
+    of them starts late and runs alone at the end while the other pytest workers are idle."""
 
     def expected_seconds(item: pytest.Item) -> float:
         marks = list(item.iter_markers("slow"))
