@@ -1,7 +1,11 @@
 """Shared fixtures and helpers: the CLI in-process or in a subprocess, and a run's curves.
 
-Every test that runs the CLI does so inside its own temporary directory.
+Every test that runs the CLI does so inside its own temporary directory. PyTorch, Lightning and
+TensorBoard are imported where they are used, not here: with pytest-xdist, the process that
+hands tests to the workers loads this file too, and has no use for them (4 s of imports).
 """
+
+from __future__ import annotations
 
 import contextlib
 import fcntl
@@ -16,19 +20,17 @@ import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
-
-# The networks here do microseconds of arithmetic per step: a second thread per process only
-# competes with the other pytest workers and the processes tests start (they inherit this).
-os.environ.setdefault("OMP_NUM_THREADS", "1")
+from typing import TYPE_CHECKING, Any
 
 import pytest
-import torch
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from experiments.cli import ExperimentCLI, main
+if TYPE_CHECKING:
+    from experiments.cli import ExperimentCLI
 
-torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
+# The networks here do microseconds of arithmetic per step: a second thread per process only
+# competes with the other pytest workers and the processes tests start. Set before anything
+# imports torch, which reads it once; the processes that tests start inherit it.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 REPO = Path(__file__).resolve().parents[1]
 EXPERIMENTS = sorted((REPO / "experiments").glob("*.yaml"))
@@ -56,6 +58,8 @@ Curves = dict[str, list[tuple[int, float]]]
 def fit_in(root: Path, *args: str) -> ExperimentCLI:
     """``python -m experiments fit ARGS`` in-process, in ``root``, without progress bar, model
     summary or figures; for fixtures wider than a test, which ``run_cli`` cannot serve."""
+    from experiments.cli import main
+
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr("sys.argv", ["experiments"])
         patch.chdir(root)
@@ -170,6 +174,8 @@ def run_cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[..., Ex
     """Run ``python -m experiments`` in-process with cwd = ``tmp_path`` and no progress bar."""
     monkeypatch.chdir(tmp_path)
 
+    from experiments.cli import main
+
     def run(subcommand: str, *args: str) -> ExperimentCLI:
         return main([subcommand, *args, *quiet(args)])
 
@@ -204,6 +210,8 @@ def curves(run: Path, pid: int | None = None) -> Curves:
         sources = [
             p for p in sorted(Path(run).glob("events.out.tfevents.*")) if written_by(p) == pid
         ]
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
     series: Curves = {}
     for source in sources:
         events = EventAccumulator(str(source), size_guidance={"scalars": 0})
