@@ -1,8 +1,8 @@
 """Shared fixtures and helpers: the CLI in-process or in a subprocess, and a run's curves.
 
 Every test that runs the CLI does so inside its own temporary directory. PyTorch, Lightning and
-TensorBoard are imported where they are used, not here: with pytest-xdist, the process that
-hands tests to the workers loads this file too, and has no use for them (4 s of imports).
+TensorBoard are not imported at the top of this file: with pytest-xdist, the process that hands
+tests to the workers loads it too, and has no use for them (4 s of imports).
 """
 
 from __future__ import annotations
@@ -53,6 +53,19 @@ MLP_RUN = ("--trainer.max_epochs", "2", *NO_TEST)
 LINEAR_RUN = ("--config", str(REPO / "experiments" / "linear_regression.yaml"))
 LINEAR_RUN += ("--trainer.max_epochs", "20")
 Curves = dict[str, list[tuple[int, float]]]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Import Lightning before pytest starts capturing logs, as a command does before anything
+    logs: Lightning gives its logger a handler of its own, and stops it propagating, only where
+    the root logger has none; under pytest's capture it would propagate, and tests of what it
+    prints would see another setting than a user's. Not in the pytest-xdist process that only
+    hands tests to the workers."""
+    handing_out = getattr(config.option, "numprocesses", None) and not hasattr(
+        config, "workerinput"
+    )
+    if not handing_out:
+        import experiments.cli  # noqa: F401
 
 
 def fit_in(root: Path, *args: str) -> ExperimentCLI:
