@@ -71,11 +71,13 @@ def assert_same_run(one: Path, two: Path) -> None:
     assert curves(one) == curves(two)
 
 
+@pytest.mark.slow  # whole runs compared bit for bit
 @pytest.mark.parametrize("name", RUNS)
 def test_plain_lightning_gives_the_same_run_bit_for_bit(fast_runs, tmp_path, name):
     assert_same_run(fast_runs[name], fit(tmp_path, name, "--fast_path", "false"))
 
 
+@pytest.mark.slow  # whole runs compared bit for bit
 @pytest.mark.parametrize("name", RUNS)
 def test_on_an_unverified_lightning_it_stays_off_says_so_and_the_run_works(
     fast_runs, tmp_path, monkeypatch, caplog, name

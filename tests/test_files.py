@@ -117,6 +117,7 @@ def test_arrays_of_any_sample_shape_train_their_network(run_cli, tmp_path, shape
     assert "test/loss" in cli.trainer.callback_metrics
 
 
+@pytest.mark.slow  # whole runs compared bit for bit
 def test_a_csv_run_resumes_bit_for_bit(run_cli, tmp_path, monkeypatch):
     experiment = csv_experiment(tmp_path)
     straight, resumed = tmp_path / "straight", tmp_path / "resumed"

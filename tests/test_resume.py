@@ -189,6 +189,7 @@ def test_a_checkpoint_that_does_not_fit_gets_one_line_naming_file_and_mismatch(
     assert not (tmp_path / "lightning_logs").exists()
 
 
+@pytest.mark.slow  # whole runs compared bit for bit
 def test_two_plus_two_epochs_equal_four_bit_for_bit(run_cli, tmp_path, monkeypatch):
     # Dropout draws from the global generator: only a restored random state reproduces it.
     common = ["--config", MLP, *NO_TEST, "--model.init_args.network.init_args.dropout", "0.3"]
