@@ -26,6 +26,7 @@ from tests.conftest import QUIET, config, curves, new_database, subprocess_env, 
 LR = "model.init_args.optimizer.init_args.lr"
 HIDDEN = "model.init_args.network.init_args.hidden_sizes"
 SMALL = ["--trainer.max_epochs", "6", "--data.init_args.num_samples", "200"]
+SMALL += ["--figures.enabled", "false"]  # a trial's figures are not what these tests look at
 
 
 def sweep_file(directory: Path, name: str = "quick", **settings: object) -> Path:
