@@ -100,12 +100,12 @@ class RunPath:
     @property
     def logs(self) -> Path:
         """The ``lightning_logs`` directory that holds the run's experiment."""
-        return self.directory.parent.parent
+        return self.experiment_dir.parent
 
     @property
     def root(self) -> Path:
         """The Trainer's ``default_root_dir`` of the run."""
-        return self.directory.parent.parent.parent
+        return self.logs.parent
 
     @property
     def config(self) -> Path:
