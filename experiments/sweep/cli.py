@@ -39,6 +39,11 @@ def arguments(argv: Sequence[str] | None) -> argparse.Namespace:
         help="a database URL for the study (postgresql://...), for workers on several machines; "
         "default: lightning_logs/<sweep>/study.journal",
     )
+    parser.add_argument(
+        "--population",
+        help="trials trained at once as one batched network, or auto (default: the file's "
+        "population, else 1)",
+    )
     parser.add_argument("--report", action="store_true", help="print the results; run no trial")
     # Set for the workers this command starts: which one, and the directory it found runs in.
     parser.add_argument("--worker", type=int, help=argparse.SUPPRESS)
@@ -67,6 +72,8 @@ def start_workers(args: argparse.Namespace, count: int, root: Path) -> list[subp
         command += ["--trials", str(args.trials)]
     if args.storage:
         command += ["--storage", args.storage]
+    if args.population is not None:
+        command += ["--population", args.population]
     # Each worker in a session of its own: a terminal's Ctrl-C reaches only this process, which
     # passes it on once. Were the workers in its process group as well, each would get the
     # signal twice, directly and passed on, and a second signal gives the running epoch up.
@@ -117,13 +124,23 @@ def run(args: argparse.Namespace) -> int:
         report.write(the_study, sweep, sweep_dir)
         return 0
     index = args.worker or 0
-    worker = Worker(
+    population = sweep.population
+    if args.population is not None:
+        population = spec.population_size(args.population, "--population")
+    kind = Worker
+    options = {}
+    if population != 1:
+        from experiments.population.worker import PopulationWorker
+
+        kind, options = PopulationWorker, {"population": population}
+    worker = kind(
         sweep,
         the_study,
         sweep_dir,
         target,
         devices=devices_of(index),
         sharing=args.workers,
+        **options,
     )
     if not leading:
         end_with_the_leader()

@@ -39,7 +39,7 @@ SAMPLERS = ("tpe", "random", "grid")
 PRUNERS = ("median", "none")
 DIRECTIONS = ("minimize", "maximize")
 REQUIRED = ("config", "metric", "direction", "space")
-OPTIONAL = {"trials": 20, "sampler": "tpe", "pruner": "median", "args": []}
+OPTIONAL = {"trials": 20, "sampler": "tpe", "pruner": "median", "args": [], "population": 1}
 REPO = Path(__file__).resolve().parents[2]
 Scalar = None | bool | int | float | str
 
@@ -156,6 +156,7 @@ class Sweep:
     pruner: str
     args: tuple[str, ...]
     space: dict[str, Dimension] = field(default_factory=dict)
+    population: int | str = 1  # trials trained at once as one batched network, or "auto"
 
     def definition(self) -> dict[str, Any]:
         """What makes a study this sweep's: the space, the metric and the direction."""
@@ -166,6 +167,17 @@ class Sweep:
         """The CLI arguments of a trial with ``params`` (already decoded)."""
         pairs = [(f"--{key}", cli_value(value)) for key, value in params.items()]
         return ["--config", str(self.config), *self.args, *(a for pair in pairs for a in pair)]
+
+
+def population_size(value: Any, where: str) -> int | str:
+    """A population size as given: an int of at least 1, or ``auto``."""
+    if value == "auto":
+        return value
+    if isinstance(value, str) and value.isdigit():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise UserError(f"{where} must be an integer of at least 1 or auto, got {value!r}")
+    return value
 
 
 def resolve_config(value: Any, sweep_file: Path) -> Path:
@@ -210,6 +222,7 @@ def load(path: Path, trials: int | None = None) -> Sweep:
     space = settings["space"]
     if not isinstance(space, dict) or not space:
         raise UserError(f"{path}: space must map CLI keys to choices or ranges, got {space!r}")
+    population = population_size(settings["population"], f"{path}: population")
     metric = settings["metric"]
     if not isinstance(metric, str):
         raise UserError(f"{path}: metric must name a logged scalar, got {metric!r}")
@@ -223,6 +236,7 @@ def load(path: Path, trials: int | None = None) -> Sweep:
         sampler=settings["sampler"],
         pruner=settings["pruner"],
         args=tuple(str(a) for a in args),
+        population=population,
         space={
             str(key).removeprefix("--"): dimension(str(key).removeprefix("--"), value)
             for key, value in space.items()
