@@ -95,7 +95,10 @@ class PopulationTask(LightningModule):
         names, buffer_names = self.names, self.buffer_names
 
         def one(params: tuple, buffers: tuple, inputs: torch.Tensor) -> torch.Tensor:
-            state = (dict(zip(names, params, strict=True)), dict(zip(buffer_names, buffers)))
+            state = (
+                dict(zip(names, params, strict=True)),
+                dict(zip(buffer_names, buffers, strict=True)),
+            )
             return torch.func.functional_call(network, state, (inputs,))
 
         # Each member draws its own dropout masks, as P separate runs would.
