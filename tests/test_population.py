@@ -1,0 +1,122 @@
+"""Vectorized sweeps: a member trained in a population gives what it gives alone, is an
+ordinary trial run, is pruned on its own, and survives Ctrl-C and SIGKILL; what cannot be
+batched trains alone with one line saying why."""
+
+import os
+import signal
+import sys
+
+import pytest
+import torch
+import yaml
+
+from experiments.sweep.cli import main as sweep_main
+from tests.conftest import QUIET, config, curves, fit_in, subprocess_env
+from tests.test_sweep import held, start_sweep, states, study_of, wait_for
+
+LR = "model.init_args.optimizer.init_args.lr"
+DECAY = "model.init_args.optimizer.init_args.weight_decay"
+ADAM = ["--model.init_args.optimizer", "torch.optim.Adam"]
+EPOCHS = 5
+# Each experiment, small: its own data and network, Adam, five epochs.
+CASES = {
+    "mlp_classification": ["--data.init_args.num_samples", "400"],
+    "linear_regression": ["--data.init_args.num_samples", "200", *ADAM],
+    "two_layer_relu": ["--data.init_args.num_samples", "400", *ADAM],
+    "cnn": [
+        "--data.init_args.num_samples",
+        "192",
+        "--data.init_args.image_shape",
+        "[3, 8, 8]",
+        "--model.init_args.network.init_args.channels",
+        "[4, 8]",
+        "--model.init_args.network.init_args.hidden_size",
+        "16",
+    ],
+}
+COMMON = [
+    "--trainer.max_epochs",
+    str(EPOCHS),
+    "--trainer.check_val_every_n_epoch",
+    "1",
+    "--checkpoint.every_n_epochs",
+    "1",
+    "--figures.enabled",
+    "false",
+]
+
+
+def population_sweep(directory, name, experiment, args, space, **settings):
+    """A sweep file of ``experiment`` trained as populations."""
+    content = {
+        "config": config(experiment),
+        "metric": "val/loss",
+        "direction": "minimize",
+        "trials": 4,
+        "sampler": "grid",
+        "pruner": "none",
+        "population": 4,
+        "args": [*COMMON, *args],
+        "space": space,
+        **settings,
+    }
+    path = directory / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(content, sort_keys=False))
+    return path
+
+
+def epochs_of(run, tag):
+    return [value for _, value in curves(run)[tag]]
+
+
+@pytest.mark.slow(seconds=40)
+@pytest.mark.parametrize("experiment", CASES)
+def test_a_member_trained_in_a_population_gives_what_it_gives_alone(
+    tmp_path, monkeypatch, capsys, experiment
+):
+    # Four members differing in learning rate and seed; the one compared trains alone too.
+    args = CASES[experiment]
+    space = {LR: [0.003, 0.01], "seed_everything": [1, 2]}
+    path = population_sweep(tmp_path, "pop", experiment, args, space)
+    monkeypatch.chdir(tmp_path)
+    assert sweep_main([str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "population population_0 started: trials 0, 1, 2, 3" in out
+    member = tmp_path / "lightning_logs" / "pop" / "version_3"
+    saved = yaml.safe_load((member / "config.yaml").read_text())
+    lr = saved["model"]["init_args"]["optimizer"]["init_args"]["lr"]
+    seed = saved["seed_everything"]
+    alone_dir = tmp_path / "alone"
+    alone_dir.mkdir()
+    alone = fit_in(
+        alone_dir,
+        "--config",
+        config(experiment),
+        *COMMON,
+        *args,
+        f"--{LR}",
+        str(lr),
+        "--seed_everything",
+        str(seed),
+    )
+    run = alone_dir / alone.trainer.log_dir
+    together, single = curves(member), curves(run)
+    # The same tags, each at the same steps, as a single run's.
+    for tag in ("train/loss_epoch", "val/loss", "test/loss"):
+        assert [s for s, _ in together[tag]] == [s for s, _ in single[tag]], tag
+    losses = zip(epochs_of(member, "val/loss"), epochs_of(run, "val/loss"), strict=True)
+    worst = max(abs(a - b) / abs(b) for a, b in losses)
+    print(f"{experiment}: largest relative val/loss difference {worst:.2e}")
+    assert worst <= 1e-4
+    if "val/acc" in single:
+        samples = len(alone.datamodule.splits["val"])
+        accs = zip(epochs_of(member, "val/acc"), epochs_of(run, "val/acc"), strict=True)
+        assert max(abs(a - b) for a, b in accs) <= 1 / samples + 1e-6
+    # A member's best checkpoint is a single run's: the test command evaluates it.
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr("sys.argv", ["experiments"])
+        from experiments.cli import main
+
+        tested = main(["test", "--config", str(member / "config.yaml"), "--ckpt_path", "best", *QUIET])
+    test_loss = float(tested.trainer.callback_metrics["test/loss"])
+    assert test_loss == pytest.approx(epochs_of(member, "test/loss")[-1], rel=1e-5)
