@@ -120,3 +120,63 @@ def test_a_member_trained_in_a_population_gives_what_it_gives_alone(
         tested = main(["test", "--config", str(member / "config.yaml"), "--ckpt_path", "best", *QUIET])
     test_loss = float(tested.trainer.callback_metrics["test/loss"])
     assert test_loss == pytest.approx(epochs_of(member, "test/loss")[-1], rel=1e-5)
+
+
+def mlp_sweep(directory, **settings):
+    """A population sweep of mlp_classification, 4 epochs on 200 samples."""
+    args = ["--data.init_args.num_samples", "200", "--trainer.max_epochs", "4"]
+    content = {
+        "config": config("mlp_classification"),
+        "metric": "val/acc",
+        "direction": "maximize",
+        "trials": 4,
+        "sampler": "grid",
+        "pruner": "none",
+        "population": 4,
+        "args": [*COMMON[2:], *args],
+        "space": {LR: [0.01, 0.003], "seed_everything": [0, 1]},
+        **settings,
+    }
+    path = directory / "pop.yaml"
+    path.write_text(yaml.safe_dump(content, sort_keys=False))
+    return path
+
+
+def test_what_cannot_be_batched_trains_alone_after_one_line(tmp_path, monkeypatch, capsys):
+    sgd = ["--model.init_args.optimizer", "torch.optim.SGD", "--data.init_args.num_samples", "100"]
+    path = mlp_sweep(tmp_path, trials=2, args=[*COMMON[2:], *sgd, "--trainer.max_epochs", "1"])
+    monkeypatch.chdir(tmp_path)
+    assert sweep_main([str(path)]) == 0
+    captured = capsys.readouterr()
+    lines = [line for line in captured.out.splitlines() if "one at a time" in line]
+    assert lines == ["trials 0, 1 train one at a time: SGD is not batched"]
+    assert "Traceback" not in captured.err
+    assert states(study_of(tmp_path, "pop")) == {"COMPLETE": 2}
+    assert not list((tmp_path / "lightning_logs" / "pop").glob("population_*"))
+
+
+@pytest.mark.slow(seconds=25)
+def test_members_are_pruned_one_by_one_and_leave_the_population(tmp_path, monkeypatch, capsys):
+    # Two populations of five: a rate that learns and one that cannot in four epochs, five
+    # seeds each. Once the first population has finished, the median rule judges each member
+    # of the second after every epoch; those that fall behind leave it.
+    path = mlp_sweep(
+        tmp_path,
+        trials=10,
+        population=5,
+        pruner="median",
+        space={LR: [0.03, 1.0e-6], "seed_everything": [0, 1, 2, 3, 4]},
+    )
+    monkeypatch.chdir(tmp_path)
+    assert sweep_main([str(path)]) == 0
+    out = capsys.readouterr().out
+    assert out.count("population population_") == 2, out
+    counts = states(study_of(tmp_path, "pop"))
+    assert counts.get("COMPLETE", 0) + counts.get("PRUNED", 0) == 10, out
+    pruned = [t for t in study_of(tmp_path, "pop").get_trials() if t.state.name == "PRUNED"]
+    assert pruned, out
+    for trial in pruned:
+        assert f"trial {trial.number} pruned at epoch" in out
+        run = tmp_path / "lightning_logs" / "pop" / f"version_{trial.number}"
+        assert (run / "checkpoints" / "last.ckpt").is_file()
+        assert len(curves(run)["val/acc"]) == len(trial.intermediate_values) < 4

@@ -9,6 +9,7 @@ directory names its population in ``population.json``.
 
 import json
 import signal
+import sys
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -120,13 +121,15 @@ class Population:
         self.monitor = checkpoint.get("monitor") or "val/loss"
         self.mode = checkpoint.get("mode") or "min"
         self.stop_on_signal = StopOnSignal(pass_on=worker.signal_handler)
+        # The sweep's output: lines said during training, while the trial's own are silenced.
+        self.out = sys.stdout
 
     @property
     def checkpoint(self) -> Path:
         return self.directory / "last.ckpt"
 
     def say(self, member: Member, text: str) -> None:
-        print(f"trial {member.number} {text}", flush=True)
+        print(f"trial {member.number} {text}", file=self.out, flush=True)
 
     # Before training ---------------------------------------------------------------------
 
