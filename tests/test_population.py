@@ -117,7 +117,9 @@ def test_a_member_trained_in_a_population_gives_what_it_gives_alone(
         patch.setattr("sys.argv", ["experiments"])
         from experiments.cli import main
 
-        tested = main(["test", "--config", str(member / "config.yaml"), "--ckpt_path", "best", *QUIET])
+        tested = main(
+            ["test", "--config", str(member / "config.yaml"), "--ckpt_path", "best", *QUIET]
+        )
     test_loss = float(tested.trainer.callback_metrics["test/loss"])
     assert test_loss == pytest.approx(epochs_of(member, "test/loss")[-1], rel=1e-5)
 
@@ -180,3 +182,49 @@ def test_members_are_pruned_one_by_one_and_leave_the_population(tmp_path, monkey
         run = tmp_path / "lightning_logs" / "pop" / f"version_{trial.number}"
         assert (run / "checkpoints" / "last.ckpt").is_file()
         assert len(curves(run)["val/acc"]) == len(trial.intermediate_values) < 4
+
+
+@pytest.mark.slow(seconds=30)
+@pytest.mark.parametrize("how", ["sigkill", "ctrl-c"])
+def test_a_population_stopped_midway_goes_on_when_the_command_runs_again(
+    tmp_path, monkeypatch, capsys, how
+):
+    path = mlp_sweep(
+        tmp_path,
+        args=[
+            *COMMON[2:],
+            "--data.init_args.num_samples",
+            "200",
+            "--trainer.max_epochs",
+            "4",
+            *held(tmp_path / "hold"),
+        ],
+    )
+    (tmp_path / "hold").touch()  # the population waits after its first epoch's checkpoint
+    sweep = start_sweep(tmp_path, str(path))
+    sweep_dir = tmp_path / "lightning_logs" / "pop"
+    checkpoint = sweep_dir / "population_0" / "last.ckpt"
+    wait_for(checkpoint.exists, sweep, "the population's first checkpoint")
+    if how == "sigkill":
+        sweep.kill()
+        sweep.communicate(timeout=60)
+    else:
+        os.killpg(sweep.pid, signal.SIGINT)  # a terminal's Ctrl-C reaches the whole group
+        out, err = sweep.communicate(timeout=120)
+        assert sweep.returncode == 130, err[-3000:]
+        assert "Traceback" not in err
+        assert out.count("stopped: it goes on when the sweep is run again") == 4
+    (tmp_path / "hold").unlink()
+    assert states(study_of(tmp_path, "pop")) == {"RUNNING": 4}
+    monkeypatch.chdir(tmp_path)
+    capsys.readouterr()
+    assert sweep_main([str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "population population_0 resumed: trials 0, 1, 2, 3" in out
+    assert states(study_of(tmp_path, "pop")) == {"COMPLETE": 4}
+    for number in range(4):
+        run = sweep_dir / f"version_{number}"
+        for tag in ("train/loss_epoch", "val/acc", "train/loss_step"):
+            steps = [s for s, _ in curves(run)[tag]]
+            assert steps == sorted(set(steps)), (tag, steps)
+        assert len(curves(run)["val/acc"]) == 4  # every epoch once
