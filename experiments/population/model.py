@@ -70,6 +70,10 @@ class PopulationTask(LightningModule):
         self.stacked = nn.ParameterList([nn.Parameter(params[n]) for n in self.names])
         for number, name in enumerate(self.buffer_names):
             self.register_buffer(f"buffer{number}", buffers[name])
+        # Each member's weights at its best epoch so far: its best checkpoint, written when it
+        # leaves the population (in the population's checkpoint until then).
+        for number, name in enumerate(self.names):
+            self.register_buffer(f"best{number}", params[name].detach().clone())
         # The network's structure, without storage: not a submodule, so it is no parameter
         # of this module and no entry of its checkpoints.
         self.structure = [copy.deepcopy(networks[0]).to("meta")]
@@ -196,6 +200,23 @@ class PopulationTask(LightningModule):
             state[f"network.{name}"] = buffer[member].clone()
         return state
 
+    def best_stacked(self) -> list[torch.Tensor]:
+        return [getattr(self, f"best{n}") for n in range(len(self.names))]
+
+    @torch.no_grad()
+    def remember(self, improved: torch.Tensor) -> None:
+        """Keep the current weights as the best of the members where ``improved`` (``(P,)``)."""
+        for param, best in zip(self.stacked, self.best_stacked(), strict=True):
+            mask = improved.to(param.device).view(-1, *([1] * (param.dim() - 1)))
+            best.copy_(torch.where(mask, param, best))
+
+    def best_weights(self, member: int) -> dict[str, torch.Tensor]:
+        """Member ``member``'s network state at its best epoch."""
+        state = self.member_weights(member)
+        for name, best in zip(self.names, self.best_stacked(), strict=True):
+            state[f"network.{name}"] = best[member].clone()
+        return state
+
     def load_member(self, member: int, weights: Mapping[str, torch.Tensor]) -> None:
         """Put a member's network state (as :meth:`member_weights` gives it) back in place."""
         with torch.no_grad():
@@ -207,8 +228,8 @@ class PopulationTask(LightningModule):
         index = torch.as_tensor(list(members), dtype=torch.long, device=self.stacked[0].device)
         kept = [nn.Parameter(p.detach()[index].clone()) for p in self.stacked]
         self.stacked = nn.ParameterList(kept)
-        for number in range(len(self.buffer_names)):
-            name = f"buffer{number}"
+        kept_buffers = [f"buffer{n}" for n in range(len(self.buffer_names))]
+        for name in [*kept_buffers, *(f"best{n}" for n in range(len(self.names)))]:
             setattr(self, name, getattr(self, name)[index].clone())
         for tally in self.tallies.values():
             tally.keep(index)

@@ -25,7 +25,7 @@ from optuna.trial import TrialState
 from experiments import threads
 from experiments.atomic import write_atomically
 from experiments.interrupt import StopOnSignal
-from experiments.population import grouping
+from experiments.population import grouping, journal
 from experiments.population.model import PopulationTask
 from experiments.population.outputs import MemberLog, member_checkpoint, save
 from experiments.rundir import RunLock
@@ -46,8 +46,9 @@ class Member:
     resolved: dict[str, Any] = field(default_factory=dict)
     saved: dict[str, Any] = field(default_factory=dict)
     log: MemberLog | None = None
-    best: float | None = None
-    best_path: str | None = None
+    best: float | None = None  # the monitored value at the best epoch, and where that was
+    best_epoch: int = 0
+    best_step: int = 0
     reported: list[float] = field(default_factory=list)
 
     @property
@@ -87,13 +88,15 @@ class EpochEnd(Callback):
         members = self.population.members
         return {
             "trials": [m.number for m in members],
-            "best": {str(m.number): [m.best, m.best_path] for m in members},
+            "best": {str(m.number): [m.best, m.best_epoch, m.best_step] for m in members},
         }
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         best = state_dict.get("best", {})
         for member in self.population.members:
-            member.best, member.best_path = best.get(str(member.number), [None, None])
+            member.best, member.best_epoch, member.best_step = best.get(
+                str(member.number), [None, 0, 0]
+            )
 
 
 class Population:
@@ -121,6 +124,8 @@ class Population:
         self.monitor = checkpoint.get("monitor") or "val/loss"
         self.mode = checkpoint.get("mode") or "min"
         self.stop_on_signal = StopOnSignal(pass_on=worker.signal_handler)
+        # Optuna's Study has no public accessor of its storage; journal.install checks its kind.
+        self.appends = journal.install(worker.study._storage)
         # The sweep's output: lines said during training, while the trial's own are silenced.
         self.out = sys.stdout
 
@@ -236,6 +241,15 @@ class Population:
         steps = [(s, losses.cpu()) for s, losses in module.step_losses]
         stop = self.stopped() is not None
         keep, pruned = [], []
+        score = values.get(self.worker.sweep.metric)
+        improved = torch.zeros(len(self.members), dtype=torch.bool)
+        with journal.held(self.appends), warnings.catch_warnings():
+            # A resumed population repeats the epoch after its checkpoint; Optuna keeps the
+            # value reported first.
+            warnings.filterwarnings("ignore", message=r".*is already reported.*")
+            for index, member in enumerate(self.members):
+                if score is not None:
+                    member.trial.report(float(score[index]), epoch)
         for index, member in enumerate(self.members):
             for point, losses in steps:
                 member.log.scalars(point, {"train/loss_step": float(losses[index]), "epoch": epoch})
@@ -243,21 +257,18 @@ class Population:
                 step - 1, {t: float(v[index]) for t, v in values.items()} | {"epoch": epoch}
             )
             member.log.flush()
-            score = values.get(self.worker.sweep.metric)
-            if score is not None:
-                with warnings.catch_warnings():
-                    # A resumed population repeats the epoch after its checkpoint; Optuna keeps
-                    # the value reported first.
-                    warnings.filterwarnings("ignore", message=r".*is already reported.*")
-                    member.trial.report(float(score[index]), epoch)
             monitored = values.get(self.monitor)
             if monitored is not None and self.improves(member, float(monitored[index])):
-                self.save_best(trainer, module, index, member, float(monitored[index]))
+                member.best, member.best_epoch = float(monitored[index]), epoch
+                member.best_step = step
+                improved[index] = True
             if not stop and score is not None and member.trial.should_prune():
                 pruned.append((index, member))
             else:
                 keep.append(index)
+        module.remember(improved)
         for index, member in pruned:
+            self.save_best(trainer, module, index, member)
             self.save_last(trainer, module, index, member)
             self.tell(member, pruned_at=epoch)
         if pruned:
@@ -278,15 +289,23 @@ class Population:
             return True
         return value < member.best if self.mode == "min" else value > member.best
 
-    def save_best(self, trainer, module, index: int, member: Member, value: float) -> None:
-        """The member's new best checkpoint, in place of its previous one."""
-        name = f"{BEST_PREFIX}epoch={trainer.current_epoch}-step={trainer.global_step}.ckpt"
+    def save_best(self, trainer, module: PopulationTask, index: int, member: Member) -> None:
+        """The member's best checkpoint, from its weights at its best epoch (the loops and the
+        optimizer's state are the current ones: a best checkpoint is evaluated, not resumed)."""
+        if member.best is None:
+            return
+        name = f"{BEST_PREFIX}epoch={member.best_epoch}-step={member.best_step}.ckpt"
         path = member.run.checkpoints / name
         path.parent.mkdir(parents=True, exist_ok=True)
-        save(self.member_state(trainer, module, index, member), path)
-        if member.best_path and Path(member.best_path) != path:
-            Path(member.best_path).unlink(missing_ok=True)
-        member.best, member.best_path = value, str(path)
+        optimizer = trainer.optimizers[0]
+        checkpoint = member_checkpoint(
+            trainer, module.best_weights(index), optimizer.member_state_dict(index), member.resolved
+        )
+        checkpoint |= {"epoch": member.best_epoch, "global_step": member.best_step}
+        save(checkpoint, path)
+        for old in member.run.checkpoints.glob(f"{BEST_PREFIX}*.ckpt"):
+            if old != path:
+                old.unlink(missing_ok=True)
 
     def save_last(self, trainer, module, index: int, member: Member) -> None:
         member.run.checkpoints.mkdir(parents=True, exist_ok=True)
@@ -305,10 +324,10 @@ class Population:
         """Each member's best checkpoint on the test split (one batched pass), as ``fit``
         tests a run after training; last checkpoints first, from the final weights."""
         for index, member in enumerate(self.members):
+            self.save_best(trainer, module, index, member)
             self.save_last(trainer, module, index, member)
-            if member.best_path:
-                best = torch.load(member.best_path, map_location="cpu", weights_only=True)
-                module.load_member(index, best["state_dict"])
+            if member.best is not None:
+                module.load_member(index, module.best_weights(index))
         trainer.test(module, datamodule=datamodule, verbose=False)
         values = module.epoch_values("test")
         for index, member in enumerate(self.members):
@@ -323,10 +342,13 @@ class Population:
             try:
                 if stopped:
                     member.log.flush()
+                    if trainer is not None and trainer.optimizers:
+                        self.save_best(trainer, module, index, member)
                     self.say(member, "stopped: it goes on when the sweep is run again")
                     continue
                 if error is None:
                     if not member.run.last.is_file():
+                        self.save_best(trainer, module, index, member)
                         self.save_last(trainer, module, index, member)
                     self.write_hparams(member, trainer.global_step)
                 self.tell(member, error=error)
