@@ -14,8 +14,8 @@ from typing import Any
 
 from optuna.trial import TrialState
 
-from experiments.errors import UserError
-from experiments.population import grouping
+from experiments.errors import UserError, first_line
+from experiments.population import auto, grouping
 from experiments.population.training import (
     Member,
     Population,
@@ -27,7 +27,6 @@ from experiments.rundir import RunLock
 from experiments.sweep.worker import FINISHED, QUIET, Claim, NoTrial, Worker, sweep_lock
 
 OPTIMIZER_CLASS = "model.init_args.optimizer"
-AUTO = 64  # population: auto
 
 
 class PopulationWorker(Worker):
@@ -41,7 +40,27 @@ class PopulationWorker(Worker):
 
     def __init__(self, *args: Any, population: int | str, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.population = AUTO if population == "auto" else int(population)
+        self.population = self.auto() if population == "auto" else int(population)
+
+    def auto(self) -> int:
+        """``population: auto``: the size :func:`auto.choose` gives the sweep's experiment; 1
+        where it cannot be batched (said in one line)."""
+        from experiments import threads
+        from experiments.sweep.worker import quiet_trial
+
+        args = [*self.sweep.trial_args({}), "--experiment", self.sweep.name, *QUIET]
+        try:
+            with quiet_trial():
+                base = grouping.template(args, 0)
+        except Exception as failure:  # the trials will say it in full
+            print(f"population auto: one trial at a time ({first_line(failure)})", flush=True)
+            return 1
+        if base.reason is not None:
+            print(f"population auto: one trial at a time: {base.reason}", flush=True)
+            return 1
+        flops = threads.work_of(base.cli.model, base.cli.datamodule)
+        parameters = sum(p.numel() for p in base.cli.model.parameters())
+        return auto.choose(flops, parameters, self.target, self.sharing)
 
     def claim(self) -> list[Claim] | NoTrial:  # type: ignore[override]
         """Up to ``population`` trials to train: left-over ones first, then new ones."""

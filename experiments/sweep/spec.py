@@ -39,7 +39,7 @@ SAMPLERS = ("tpe", "random", "grid")
 PRUNERS = ("median", "none")
 DIRECTIONS = ("minimize", "maximize")
 REQUIRED = ("config", "metric", "direction", "space")
-OPTIONAL = {"trials": 20, "sampler": "tpe", "pruner": "median", "args": [], "population": 1}
+OPTIONAL = {"trials": 20, "sampler": "tpe", "pruner": "median", "args": [], "population": "auto"}
 REPO = Path(__file__).resolve().parents[2]
 Scalar = None | bool | int | float | str
 
@@ -156,7 +156,7 @@ class Sweep:
     pruner: str
     args: tuple[str, ...]
     space: dict[str, Dimension] = field(default_factory=dict)
-    population: int | str = 1  # trials trained at once as one batched network, or "auto"
+    population: int | str = "auto"  # trials trained at once as one batched network, or auto
 
     def definition(self) -> dict[str, Any]:
         """What makes a study this sweep's: the space, the metric and the direction."""
