@@ -4,18 +4,15 @@ batched trains alone with one line saying why."""
 
 import os
 import signal
-import sys
 
 import pytest
-import torch
 import yaml
 
 from experiments.sweep.cli import main as sweep_main
-from tests.conftest import QUIET, config, curves, fit_in, subprocess_env
+from tests.conftest import QUIET, config, curves, fit_in
 from tests.test_sweep import held, start_sweep, states, study_of, wait_for
 
 LR = "model.init_args.optimizer.init_args.lr"
-DECAY = "model.init_args.optimizer.init_args.weight_decay"
 ADAM = ["--model.init_args.optimizer", "torch.optim.Adam"]
 EPOCHS = 5
 # Each experiment, small: its own data and network, Adam, five epochs.
@@ -228,3 +225,27 @@ def test_a_population_stopped_midway_goes_on_when_the_command_runs_again(
             steps = [s for s, _ in curves(run)[tag]]
             assert steps == sorted(set(steps)), (tag, steps)
         assert len(curves(run)["val/acc"]) == 4  # every epoch once
+
+
+@pytest.mark.slow(seconds=15)
+def test_by_default_a_sweep_is_vectorized_and_best_yaml_reproduces_its_best_member(
+    tmp_path, monkeypatch, capsys
+):
+    path = mlp_sweep(tmp_path)
+    content = yaml.safe_load(path.read_text())
+    del content["population"]  # the default: auto
+    path.write_text(yaml.safe_dump(content))
+    monkeypatch.chdir(tmp_path)
+    assert sweep_main([str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "population population_0 started: trials 0, 1, 2, 3" in out
+    study = study_of(tmp_path, "pop")
+    sweep_dir = tmp_path / "lightning_logs" / "pop"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr("sys.argv", ["experiments"])
+        from experiments.cli import main
+
+        again = main(["fit", "--config", str(sweep_dir / "best.yaml"), *QUIET])
+    scores = epochs_of(tmp_path / again.trainer.log_dir, "val/acc")
+    samples = len(again.datamodule.splits["val"])
+    assert abs(max(scores) - study.best_value) <= 1 / samples + 1e-6
