@@ -26,12 +26,13 @@ from experiments import threads
 from experiments.atomic import write_atomically
 from experiments.interrupt import StopOnSignal
 from experiments.population import grouping, journal
-from experiments.population.model import PopulationTask
+from experiments.population.model import CLASSIFICATION, REGRESSION, PopulationTask
 from experiments.population.outputs import MemberLog, member_checkpoint, save
 from experiments.rundir import RunLock
 from experiments.runpath import BEST_PREFIX, RunPath
 from experiments.settings import flat_hparams
 
+METRICS = {CLASSIFICATION: ("loss", "acc"), REGRESSION: ("loss", "mae", "r2")}
 POINTER = "population.json"  # in a member's run directory: the population it trains in
 
 
@@ -357,11 +358,14 @@ class Population:
         self.members = []
 
     def write_hparams(self, member: Member, step: int) -> None:
+        """Fill the member's hyperparameters tab, as a single run's report does: its settings
+        beside the names of its validation and test scalars."""
         from torch.utils.tensorboard.summary import hparams
 
-        tags = [t for t in ("val/loss", "val/acc", "val/mae", "val/r2") if True]
-        tags += [t.replace("val/", "test/") for t in tags]
-        for summary in hparams(flat_hparams(member.resolved), dict.fromkeys(sorted(tags), 0.0)):
+        kind = grouping.TASKS[member.resolved["model"]["class_path"]]
+        names = METRICS[kind]
+        tags = sorted(f"{stage}/{name}" for stage in ("val", "test") for name in names)
+        for summary in hparams(flat_hparams(member.resolved), dict.fromkeys(tags, 0.0)):
             member.log.summary(step, summary)
         member.log.flush()
 
