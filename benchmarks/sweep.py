@@ -5,7 +5,8 @@ The same configurations (4 learning rates x 4 weight decays x 4 seeds) are train
 * (a) by plain PyTorch scripts in the style of the source material, one after another, each a
   fresh Python process (``benchmarks/plain_mlp.py``), as a user's shell loop would;
 * (b) by ``python -m experiments fit`` commands one after another;
-* (c) by one ``python -m experiments.sweep`` with 2 workers, one trial at a time each;
+* (c) by one ``python -m experiments.sweep --workers 2 --population 1``: 2 workers, one trial
+  at a time each;
 * (d) by one ``python -m experiments.sweep --population 64``: the trials as one batched network.
 
 The targets are (d) <= 0.15 x (c) and (d) <= 0.1 x (a). A second table trains populations of
@@ -114,14 +115,16 @@ def main(argv: list[str] | None = None) -> None:
         seconds = {
             "(a) plain scripts": timed(plain, work / "a"),
             "(b) experiments fit": timed(fits, work / "b"),
-            "(c) sweep, 2 workers": timed([[*sweep, str(bench), "--workers", "2"]], work / "c"),
+            "(c) sweep, 2 workers": timed(
+                [[*sweep, str(bench), "--workers", "2", "--population", "1"]], work / "c"
+            ),
             "(d) sweep, vectorized": timed(
                 [[*sweep, str(bench), "--population", str(len(configs))]], work / "d"
             ),
         }
         table = []
         # The short check (--trials below 64) keeps to the small populations.
-        for size in [p for p in POPULATIONS if p <= max(8, args.trials)]:
+        for size in [p for p in POPULATIONS if args.trials >= 64 or p <= 8]:
             place = work / f"p{size}"
             place.mkdir()
             grid = {LR: [0.001], SEED: list(range(size))}
