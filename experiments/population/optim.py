@@ -85,6 +85,10 @@ class PopulationOptimizer(torch.optim.Optimizer):
         """``values`` (shape ``(P,)``) shaped to broadcast over stacked ``like``."""
         return values.to(like.dtype).view(-1, *([1] * (like.dim() - 1)))
 
+    def shaped(self, values: torch.Tensor, params: list[torch.Tensor]) -> list[torch.Tensor]:
+        """``values`` shaped for each of ``params``, in their dtype and on their device."""
+        return [self.per_member(values.to(p.device), p) for p in params]
+
     @torch.no_grad()
     def step(self, closure=None):
         loss = None
@@ -92,36 +96,44 @@ class PopulationOptimizer(torch.optim.Optimizer):
             with torch.enable_grad():
                 loss = closure()
         group = self.param_groups[0]
-        for param in group["params"]:
-            if param.grad is None:
-                continue
-            grad = param.grad
+        params = [p for p in group["params"] if p.grad is not None]
+        if not params:
+            return loss
+        grads = [p.grad for p in params]
+        for param in params:
             state = self.state[param]
             if not state:
                 state["step"] = torch.tensor(0.0)
                 state["exp_avg"] = torch.zeros_like(param)
                 state["exp_avg_sq"] = torch.zeros_like(param)
             state["step"] += 1
-            step = float(state["step"])
-            beta1 = group["beta1"]
-            beta2 = group["beta2"]
-            decay = self.per_member(group["weight_decay"], param)
+        exp_avgs = [self.state[p]["exp_avg"] for p in params]
+        exp_avg_sqs = [self.state[p]["exp_avg_sq"] for p in params]
+        step = float(self.state[params[0]]["step"])
+        lr, beta1, beta2 = group["lr"], group["beta1"], group["beta2"]
+        decay = group["weight_decay"]
+        # One foreach operation per stage over all the stacked tensors, as torch's foreach
+        # Adam does over a network's; the per-member values broadcast along dim 0.
+        if bool((decay != 0).any()):
             if self.decoupled:
-                param.mul_(1 - self.per_member(group["lr"], param) * decay)
+                torch._foreach_mul_(params, self.shaped(1 - lr * decay, params))
             else:
-                grad = grad + decay * param
-            exp_avg, exp_avg_sq = state["exp_avg"], state["exp_avg_sq"]
-            exp_avg.lerp_(grad, self.per_member(1 - beta1, param))
-            exp_avg_sq.mul_(self.per_member(beta2, param)).addcmul_(
-                grad, grad * self.per_member(1 - beta2, param)
-            )
-            correction1 = 1 - beta1**step
-            correction2_sqrt = (1 - beta2**step).sqrt()
-            denom = (exp_avg_sq.sqrt() / self.per_member(correction2_sqrt, param)).add_(
-                self.per_member(group["eps"], param)
-            )
-            step_size = group["lr"] / correction1
-            param.sub_(exp_avg / denom * self.per_member(step_size, param))
+                grads = torch._foreach_add(
+                    grads, torch._foreach_mul(params, self.shaped(decay, params))
+                )
+        torch._foreach_lerp_(exp_avgs, grads, self.shaped(1 - beta1, params))
+        torch._foreach_mul_(exp_avg_sqs, self.shaped(beta2, params))
+        torch._foreach_addcmul_(
+            exp_avg_sqs, grads, torch._foreach_mul(grads, self.shaped(1 - beta2, params))
+        )
+        correction1 = 1 - beta1**step
+        correction2_sqrt = (1 - beta2**step).sqrt()
+        denom = torch._foreach_sqrt(exp_avg_sqs)
+        torch._foreach_div_(denom, self.shaped(correction2_sqrt, params))
+        torch._foreach_add_(denom, self.shaped(group["eps"], params))
+        updates = torch._foreach_div(exp_avgs, denom)
+        torch._foreach_mul_(updates, self.shaped(lr / correction1, params))
+        torch._foreach_sub_(params, updates)
         return loss
 
     def keep(self, members: Sequence[int], params: Iterable[torch.Tensor]) -> None:

@@ -211,11 +211,16 @@ class Population:
         datamodule = self.template.cli.datamodule
         error = None
         trainer = None
+        remove_fast_path = None
         from experiments.sweep.worker import quiet_trial
 
         try:
             with quiet_trial(), threads.shared_by(self.worker.sharing):
                 trainer = self.trainer()
+                if config.get("fast_path", True):  # --fast_path false: plain Lightning
+                    from experiments import fastpath
+
+                    remove_fast_path = fastpath.install(trainer, module)
                 trainer.fit(
                     module, datamodule=datamodule, ckpt_path=self.checkpoint if resume else None
                 )
@@ -225,6 +230,9 @@ class Population:
             self.worker.stop = self.worker.stop or signal.SIGINT
         except Exception as failure:  # the population failed; the sweep goes on
             error = f"{type(failure).__name__}: {failure}"
+        finally:
+            if remove_fast_path is not None:
+                remove_fast_path()
         self.finish(trainer, module, error)
 
     def stopped(self) -> int | None:
