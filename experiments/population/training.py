@@ -22,7 +22,7 @@ import torch
 from lightning.pytorch.callbacks import Callback
 from optuna.trial import TrialState
 
-from experiments import threads
+from experiments import assembly, fastpath, threads
 from experiments.atomic import write_atomically
 from experiments.interrupt import StopOnSignal
 from experiments.population import grouping, journal
@@ -31,6 +31,7 @@ from experiments.population.outputs import MemberLog, member_checkpoint, save
 from experiments.rundir import RunLock
 from experiments.runpath import BEST_PREFIX, RunPath
 from experiments.settings import flat_hparams
+from experiments.sweep.worker import quiet_trial
 
 METRICS = {CLASSIFICATION: ("loss", "acc"), REGRESSION: ("loss", "mae", "r2")}
 POINTER = "population.json"  # in a member's run directory: the population it trains in
@@ -164,8 +165,6 @@ class Population:
     def trainer(self) -> pl.Trainer:
         """The population's Trainer: the members' loop settings, no logger or checkpointing of
         its own (the members' outputs are written here), the user's own callbacks."""
-        from experiments import assembly
-
         config = self.template.resolved["trainer"]
         users = assembly.as_list(self.template.cli.config_init.trainer.get("callbacks"))
         return pl.Trainer(
@@ -212,14 +211,10 @@ class Population:
         error = None
         trainer = None
         remove_fast_path = None
-        from experiments.sweep.worker import quiet_trial
-
         try:
             with quiet_trial(), threads.shared_by(self.worker.sharing):
                 trainer = self.trainer()
                 if config.get("fast_path", True):  # --fast_path false: plain Lightning
-                    from experiments import fastpath
-
                     remove_fast_path = fastpath.install(trainer, module)
                 trainer.fit(
                     module, datamodule=datamodule, ckpt_path=self.checkpoint if resume else None

@@ -14,6 +14,7 @@ from typing import Any
 
 from optuna.trial import TrialState
 
+from experiments import threads
 from experiments.errors import UserError, first_line
 from experiments.population import auto, grouping
 from experiments.population.training import (
@@ -24,7 +25,15 @@ from experiments.population.training import (
     saved_population,
 )
 from experiments.rundir import RunLock
-from experiments.sweep.worker import FINISHED, QUIET, Claim, NoTrial, Worker, sweep_lock
+from experiments.sweep.worker import (
+    FINISHED,
+    QUIET,
+    Claim,
+    NoTrial,
+    Worker,
+    quiet_trial,
+    sweep_lock,
+)
 
 OPTIMIZER_CLASS = "model.init_args.optimizer"
 
@@ -45,9 +54,6 @@ class PopulationWorker(Worker):
     def auto(self) -> int:
         """``population: auto``: the size :func:`auto.choose` gives the sweep's experiment; 1
         where it cannot be batched (said in one line)."""
-        from experiments import threads
-        from experiments.sweep.worker import quiet_trial
-
         args = [*self.sweep.trial_args({}), "--experiment", self.sweep.name, *QUIET]
         try:
             with quiet_trial():
@@ -155,11 +161,9 @@ class PopulationWorker(Worker):
         args = [*self.sweep.trial_args(first.params), "--experiment", self.sweep.name]
         args += [*QUIET, "--trainer.devices", self.devices]
         try:
-            from experiments.sweep.worker import quiet_trial
-
             with quiet_trial():
                 template = grouping.template(args, first.trial.number)
-        except (UserError, Exception) as failure:  # the sequential trials say it in full
+        except Exception as failure:  # a config the CLI refuses: the trials alone say it in full
             template, reason = None, str(failure).splitlines()[0]
         else:
             reason = template.reason
