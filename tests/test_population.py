@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from experiments.sweep.cli import main as sweep_main
-from tests.conftest import QUIET, config, curves, fit_in
+from tests.conftest import QUIET, config, curves, fit_in, written_by
 from tests.test_sweep import held, start_sweep, states, study_of, wait_for
 
 LR = "model.init_args.optimizer.init_args.lr"
@@ -249,3 +249,33 @@ def test_by_default_a_sweep_is_vectorized_and_best_yaml_reproduces_its_best_memb
     scores = epochs_of(tmp_path / again.trainer.log_dir, "val/acc")
     samples = len(again.datamodule.splits["val"])
     assert abs(max(scores) - study.best_value) <= 1 / samples + 1e-6
+
+
+@pytest.mark.slow(seconds=20)
+def test_two_workers_train_a_population_each(tmp_path):
+    # population: auto gives each of the 2 workers its share: 4 of the 8 trials.
+    path = mlp_sweep(tmp_path, trials=8, space={LR: [0.01, 0.003], "seed_everything": [0, 1, 2, 3]})
+    content = yaml.safe_load(path.read_text())
+    del content["population"]
+    content["args"] += held(tmp_path / "hold")  # each population waits after its first epoch
+    path.write_text(yaml.safe_dump(content))
+    (tmp_path / "hold").touch()
+    sweep = start_sweep(tmp_path, str(path), "--workers", "2")
+    sweep_dir = tmp_path / "lightning_logs" / "pop"
+    wait_for(
+        lambda: len(list(sweep_dir.glob("population_*/last.ckpt"))) >= 2,
+        sweep,
+        "a population on each worker",
+    )
+    (tmp_path / "hold").unlink()
+    out, err = sweep.communicate(timeout=300)
+    assert sweep.returncode == 0, err[-3000:]
+    assert states(study_of(tmp_path, "pop")) == {"COMPLETE": 8}
+    populations = sorted(sweep_dir.glob("population_*"))
+    assert len(populations) == 2, out
+    writers = set()
+    for number in range(8):
+        run = sweep_dir / f"version_{number}"
+        writers |= {written_by(events) for events in run.glob("events.out.tfevents.*")}
+        assert len(curves(run)["val/acc"]) == 4
+    assert len(writers) == 2  # each worker trained its own population
