@@ -136,6 +136,8 @@ def mlp_sweep(directory, **settings):
         "space": {LR: [0.01, 0.003], "seed_everything": [0, 1]},
         **settings,
     }
+    if content["population"] is None:  # the default: auto
+        del content["population"]
     path = directory / "pop.yaml"
     path.write_text(yaml.safe_dump(content, sort_keys=False))
     return path
@@ -231,10 +233,7 @@ def test_a_population_stopped_midway_goes_on_when_the_command_runs_again(
 def test_by_default_a_sweep_is_vectorized_and_best_yaml_reproduces_its_best_member(
     tmp_path, monkeypatch, capsys
 ):
-    path = mlp_sweep(tmp_path)
-    content = yaml.safe_load(path.read_text())
-    del content["population"]  # the default: auto
-    path.write_text(yaml.safe_dump(content))
+    path = mlp_sweep(tmp_path, population=None)
     monkeypatch.chdir(tmp_path)
     assert sweep_main([str(path)]) == 0
     out = capsys.readouterr().out
@@ -254,11 +253,14 @@ def test_by_default_a_sweep_is_vectorized_and_best_yaml_reproduces_its_best_memb
 @pytest.mark.slow(seconds=20)
 def test_two_workers_train_a_population_each(tmp_path):
     # population: auto gives each of the 2 workers its share: 4 of the 8 trials.
-    path = mlp_sweep(tmp_path, trials=8, space={LR: [0.01, 0.003], "seed_everything": [0, 1, 2, 3]})
-    content = yaml.safe_load(path.read_text())
-    del content["population"]
-    content["args"] += held(tmp_path / "hold")  # each population waits after its first epoch
-    path.write_text(yaml.safe_dump(content))
+    args = [*COMMON[2:], "--data.init_args.num_samples", "200", "--trainer.max_epochs", "4"]
+    path = mlp_sweep(
+        tmp_path,
+        trials=8,
+        population=None,
+        space={LR: [0.01, 0.003], "seed_everything": [0, 1, 2, 3]},
+        args=[*args, *held(tmp_path / "hold")],  # each population waits after its first epoch
+    )
     (tmp_path / "hold").touch()
     sweep = start_sweep(tmp_path, str(path), "--workers", "2")
     sweep_dir = tmp_path / "lightning_logs" / "pop"
