@@ -72,6 +72,9 @@ class Task(LightningModule):
         self.train_metrics = nn.ModuleDict(self.build_metrics())
         self.val_metrics = nn.ModuleDict(self.build_metrics())
         self.test_metrics = nn.ModuleDict(self.build_metrics())
+        # The mean and standard deviation of the targets, where the data scales them for the
+        # loss (datamodules.FileData.target_scale): the network predicts scaled targets.
+        self.target_scale: tuple[torch.Tensor, torch.Tensor] | None = None
 
     def save_plain_hyperparameters(self) -> None:
         """Save the constructor's arguments as hyperparameters, keeping only plain values.
@@ -99,12 +102,33 @@ class Task(LightningModule):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.network(x)
 
+    def scaled(self, targets: torch.Tensor) -> torch.Tensor:
+        """Targets as the network learns them: scaled, where the data scales them."""
+        if self.target_scale is None:
+            return targets
+        mean, std = self.target_scale
+        return (targets - mean) / std
+
+    def unscaled(self, outputs: torch.Tensor) -> torch.Tensor:
+        """The network's outputs in the targets' own units."""
+        if self.target_scale is None:
+            return outputs
+        mean, std = self.target_scale
+        return outputs * std + mean
+
+    def take_target_scale(self) -> None:
+        """Take the data's target scale, on the device; called once the trainer has restored
+        a checkpoint's data state, before any step."""
+        found = getattr(self.trainer.datamodule, "target_scale", None)
+        self.target_scale = None if found is None else tuple(t.to(self.device) for t in found)
+
     def shared_step(self, batch: tuple[torch.Tensor, torch.Tensor], stage: str) -> torch.Tensor:
-        """Forward, loss and metric updates for one batch of ``stage``."""
+        """Forward, loss and metric updates for one batch of ``stage``; the loss on scaled
+        targets, the metrics in the targets' own units."""
         x, y = batch
         outputs = self(x)
-        loss = self.loss(outputs, y)
-        detached = outputs.detach()
+        loss = self.loss(outputs, self.scaled(y))
+        detached = self.unscaled(outputs.detach())
         for metric in getattr(self, f"{stage}_metrics").values():
             metric.update(detached, y)
         # Averaged across data-parallel processes (sync_dist), so every process logs the same.
@@ -145,12 +169,24 @@ class Task(LightningModule):
 
     def describe_predictions(self, outputs: torch.Tensor) -> dict[str, torch.Tensor]:
         """Named per-sample values derived from the network's outputs."""
-        return {"prediction": outputs}
+        return {"prediction": self.unscaled(outputs)}
 
     def reset_metrics(self, stage: str) -> None:
         """Forget what an interrupted pass of ``stage`` may have left in its metrics."""
         for metric in getattr(self, f"{stage}_metrics").values():
             metric.reset()
+
+    def on_fit_start(self) -> None:
+        self.take_target_scale()
+
+    def on_validation_start(self) -> None:
+        self.take_target_scale()
+
+    def on_test_start(self) -> None:
+        self.take_target_scale()
+
+    def on_predict_start(self) -> None:
+        self.take_target_scale()
 
     def on_train_epoch_start(self) -> None:
         self.reset_metrics("train")
