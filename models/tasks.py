@@ -34,13 +34,29 @@ def is_plain(value: Any) -> bool:
     return False
 
 
-def check_optimizer(optimizer: OptimizerCallable, network: nn.Module) -> None:
-    """Build the optimiser once, so that a bad argument is reported before training starts."""
+def check_optimizer(optimizer: OptimizerCallable, network: nn.Module) -> Any:
+    """Build the optimiser once, so that a bad argument is reported before training starts;
+    return its learning rate."""
     built = optimizer(network.parameters())
     for group in built.param_groups:
         rate = group.get("lr")
         if isinstance(rate, int | float) and rate <= 0:
             raise ValueError(f"learning rate must be > 0, got {rate}")
+    return built.param_groups[0].get("lr") if built.param_groups else None
+
+
+class WithRate:
+    """An optimiser factory whose optimisers start at another learning rate."""
+
+    def __init__(self, factory: OptimizerCallable, rate: float) -> None:
+        self.factory = factory
+        self.rate = rate
+
+    def __call__(self, parameters: Any) -> torch.optim.Optimizer:
+        optimizer = self.factory(parameters)
+        for group in optimizer.param_groups:
+            group["lr"] = self.rate
+        return optimizer
 
 
 class Task(LightningModule):
@@ -65,7 +81,7 @@ class Task(LightningModule):
         super().__init__()
         self.save_plain_hyperparameters()
         self.network = network
-        check_optimizer(optimizer, network)
+        self.configured_rate = check_optimizer(optimizer, network)
         self.optimizer_factory = optimizer
         self.lr_scheduler_factory = lr_scheduler
         # One set per stage, as attributes: a key "train" would clash with Module.train().
@@ -90,6 +106,22 @@ class Task(LightningModule):
         for key in [key for key, value in self.hparams.items() if not is_plain(value)]:
             del self.hparams[key]
         self.save_hyperparameters(dict(self.hparams))  # what the loggers are given, too
+
+    @property
+    def learning_rate(self) -> Any:
+        """The learning rate of the optimiser the config names, which Lightning's
+        learning-rate finder reads and sets; set, later optimisers start from it."""
+        return self.configured_rate
+
+    @learning_rate.setter
+    def learning_rate(self, rate: float) -> None:
+        self.configured_rate = rate
+        factory = self.optimizer_factory
+        base = factory.factory if isinstance(factory, WithRate) else factory
+        self.optimizer_factory = WithRate(base, rate)
+        optimizer = self.hparams.get("optimizer")
+        if isinstance(optimizer, dict) and isinstance(optimizer.get("init_args"), dict):
+            optimizer["init_args"]["lr"] = rate  # the checkpoint's record of the run
 
     def build_metrics(self) -> dict[str, Metric]:
         """The task's metrics by name, new ones on every call (one set per stage)."""
