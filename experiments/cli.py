@@ -198,6 +198,11 @@ class ExperimentCLI(LightningCLI):
         root = log_root(config.trainer.default_root_dir)
         check_writable(root)
         run = {"version": self.run_version} if self.run_version is not None else {}
+        if self.subcommand == "lr_find" and config.get("ckpt_path") is not None:
+            raise UserError(
+                f"lr_find starts a new run from the config; it takes no --ckpt_path "
+                f"(given: {config.ckpt_path})"
+            )
         if self.subcommand == "export" and config.get("ckpt_path") is None:
             raise UserError(
                 "export needs a trained run: --ckpt_path best|last|FILE, or the run's "

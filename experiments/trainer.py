@@ -27,8 +27,9 @@ class ExperimentTrainer(Trainer):
         format: exporting.Format = "onnx",
         weights_only: bool | None = None,
     ) -> exporting.Exported:
-        """Write a run's checkpoint as one ONNX, TorchScript or torch.export file, with its
-        preprocessing inside, checked against the checkpoint on the test split.
+        """Write a run's checkpoint as an ONNX, TorchScript or pt2 file, preprocessing inside.
+
+        The file is checked against the checkpoint on the test split before it is put in place.
 
         Args:
             model: The run's task.
@@ -54,10 +55,12 @@ class ExperimentTrainer(Trainer):
         min_lr: float = 1e-8,
         max_lr: float = 1.0,
         num_training: int = 100,
+        ckpt_path: str | None = None,
         weights_only: bool | None = None,
     ) -> lrfind.FoundRate:
-        """Find a learning rate with Lightning's learning-rate finder, for the optimizer the
-        config names; write its figure and suggestion into a run of its own.
+        """Find a learning rate for the config's optimizer with Lightning's finder.
+
+        The figure and the suggestion go into a run of their own.
 
         Args:
             model: The task.
@@ -65,6 +68,8 @@ class ExperimentTrainer(Trainer):
             min_lr: The smallest rate tried.
             max_lr: The largest rate tried.
             num_training: Training steps, one rate each.
+            ckpt_path: Not taken: the finder starts a new run from the config (a run's
+                config.yaml holds the key).
             weights_only: As for fit (a run's config.yaml holds it).
         """
         self.found_rate = lrfind.find(self, model, datamodule, min_lr, max_lr, num_training)

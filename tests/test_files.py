@@ -384,3 +384,11 @@ def test_scaled_targets_train_the_diabetes_set_and_answers_are_in_its_units(run_
     raw_test = cli.datamodule.raw_splits["test"].tensors[0].numpy()
     answers = load_predictor(cli.config.predict.ckpt_path).predict(raw_test)["prediction"]
     assert answers.flatten().tolist() == pytest.approx(predicted, rel=1e-5)
+    # The export answers in the target's units too, from the raw arrays.
+    run_cli("export", *args, "--ckpt_path", "best", "--format", "onnx")
+    import onnxruntime
+
+    exported = next((Path(cli.trainer.log_dir) / "exports").glob("*.onnx"))
+    session = onnxruntime.InferenceSession(str(exported), providers=["CPUExecutionProvider"])
+    (onnx_answers,) = session.run(None, {"x": raw_test})
+    assert onnx_answers.flatten().tolist() == pytest.approx(predicted, rel=1e-5)

@@ -6,6 +6,7 @@ import yaml
 
 from experiments.settings import flat_hparams
 from tests.conftest import NO_TEST, config, run_dir
+from tests.test_resume import evil_checkpoint
 
 MLP = config("mlp_classification")
 RATE = "--model.init_args.optimizer.init_args.lr"
@@ -85,3 +86,24 @@ def test_a_finder_that_makes_no_sense_is_refused(run_cli, tmp_path, capsys, args
     assert not (tmp_path / "lightning_logs").exists() or not any(
         (tmp_path / "lightning_logs").rglob("config.yaml")
     )
+
+
+def test_lr_find_reads_no_checkpoint_and_no_run(run_cli, trained, tmp_path, capsys):
+    marker, evil = tmp_path / "payload-ran", tmp_path / "evil.ckpt"
+    evil_checkpoint(evil, marker)
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli("lr_find", "--config", MLP, "--ckpt_path", str(evil))
+    assert exit_info.value.code == 2
+    assert "lr_find starts a new run from the config; it takes no --ckpt_path" in (
+        capsys.readouterr().err
+    )
+    assert not marker.exists()
+    trained("--trainer.max_epochs", "2", *NO_TEST)
+    run = run_dir(tmp_path, "mlp_classification")
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli("lr_find", "--config", str(run / "config.yaml"))
+    assert exit_info.value.code == 2
+    assert "lr_find takes an experiment's YAML, not the config.yaml of the run" in (
+        capsys.readouterr().err
+    )
+    assert sorted(p.name for p in run.parent.iterdir()) == ["version_0"]
