@@ -145,7 +145,7 @@ def must_match(class_path: str) -> tuple[str, ...]:
 
 
 class MemberRates(Tensor):
-    """The members' learning rates: a float64 tensor of shape (P,) whose ``fill_`` takes a (P,) tensor.
+    """The members' learning rates: a float64 (P,) tensor whose ``fill_`` takes a (P,) tensor.
 
     torch's schedulers write a tensor "lr" with ``fill_`` (``_update_param_group_val``), which
     takes one value only; this lets them write one value per member. Arithmetic on it gives
@@ -207,12 +207,12 @@ def _plain(tensor: Tensor) -> Tensor:
 
 
 def member_scheduler_state(scheduler_state: Mapping[str, Any], member: int) -> dict[str, Any]:
-    """A batched scheduler's state_dict() narrowed to one member, as a single run's scheduler gives it."""
+    """A batched scheduler's state_dict() narrowed to one member, as a single run gives it."""
     return {key: _narrow(value, _member_value(member)) for key, value in scheduler_state.items()}
 
 
 def keep_scheduler(scheduler: lr_scheduler.LRScheduler, members: Sequence[int]) -> None:
-    """Narrow a scheduler built on a `PopulationOptimizer` to `members`, as its optimizer's `keep` does.
+    """Narrow a scheduler built on a `PopulationOptimizer` to `members`, as `keep` does.
 
     Schedulers hold per-member values of their own (``base_lrs``, ``_last_lr``); call this next
     to `PopulationOptimizer.keep`.
@@ -484,7 +484,7 @@ class PopulationOptimizer(torch.optim.Optimizer):
                 )
 
     def state_dict(self) -> dict[str, Any]:
-        """The population's state; its group values are plain tensors, so it loads with weights_only."""
+        """The population's state; its group holds plain tensors, so it loads with weights_only."""
         state = super().state_dict()
         state["param_groups"] = [_narrow(group, _plain) for group in state["param_groups"]]
         return state
@@ -539,7 +539,7 @@ class PopulationOptimizer(torch.optim.Optimizer):
         self._settle()
 
     def member_state_dict(self, member: int) -> dict[str, Any]:
-        """Member `member`'s state as ``torch.optim.<class>(unstacked params).state_dict()`` gives it."""
+        """Member `member`'s state as ``torch.optim.<class>(unstacked).state_dict()`` gives it."""
         group = self.param_groups[0]
         template = self._templates[member]
         single = dict(template)
