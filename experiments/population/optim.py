@@ -252,6 +252,10 @@ class _Columns:
             column = self._cast[key] = self._values[name].to(like.device, like.dtype)
         return column.view(-1, *([1] * (like.dim() - 1)))
 
+    def mask(self, name: str, like: Tensor) -> Tensor:
+        """Where value `name` is zero, shaped to broadcast over `like`."""
+        return (self._values[name] == 0).to(like.device).view(-1, *([1] * (like.dim() - 1)))
+
 
 class PopulationOptimizer(torch.optim.Optimizer):
     """One of torch.optim's Adam, AdamW, SGD or RMSprop run for P members at once.
@@ -333,21 +337,17 @@ class PopulationOptimizer(torch.optim.Optimizer):
         assert param.grad is not None
         return -param.grad if group["maximize"] else param.grad
 
+    def _vectors(self, group: Mapping[str, Any], *names: str) -> dict[str, Tensor]:
+        """The group's values `names`, each as float64 with one entry per member."""
+        return {name: _vector(group[name], self.population) for name in names}
+
     def _adam(self, group: dict[str, Any], params: list[Tensor]) -> None:
-        count = self.population
-        lr = _vector(group["lr"], count)
-        beta1 = _vector(group["betas"][0], count)
-        beta2 = _vector(group["betas"][1], count)
-        decay = _vector(group["weight_decay"], count)
+        values = self._vectors(group, "lr", "eps", "weight_decay")
+        lr, decay = values["lr"], values["weight_decay"]
+        beta1, beta2 = (_vector(beta, self.population) for beta in group["betas"])
         decays = bool(decay.any())
-        shared = {
-            "decay": decay,
-            "shrink": 1 - lr * decay,
-            "keep1": 1 - beta1,
-            "beta2": beta2,
-            "keep2": 1 - beta2,
-            "eps": _vector(group["eps"], count),
-        }
+        shared = values | {"shrink": 1 - lr * decay, "keep1": 1 - beta1, "beta2": beta2}
+        shared["keep2"] = 1 - beta2
         by_step: dict[float, _Columns] = {}
         for param in params:
             state = self.state[param]
@@ -375,7 +375,7 @@ class PopulationOptimizer(torch.optim.Optimizer):
                 if group["decoupled_weight_decay"]:
                     param.mul_(column("shrink", param))
                 else:
-                    grad = torch.addcmul(grad, param, column("decay", param))
+                    grad = torch.addcmul(grad, param, column("weight_decay", param))
             exp_avg, exp_avg_sq = state["exp_avg"], state["exp_avg_sq"]
             exp_avg.lerp_(grad, column("keep1", param))
             # torch's addcmul_(grad, grad, value=v) is (v * grad) * grad, which this repeats.
@@ -389,24 +389,15 @@ class PopulationOptimizer(torch.optim.Optimizer):
             param.addcdiv_(exp_avg * column("neg_step_size", param), denom)
 
     def _sgd(self, group: dict[str, Any], params: list[Tensor]) -> None:
-        count = self.population
-        lr = _vector(group["lr"], count)
-        momentum = _vector(group["momentum"], count)
-        decay = _vector(group["weight_decay"], count)
-        column = _Columns(
-            {
-                "neg_lr": -lr,
-                "momentum": momentum,
-                "keep": 1 - _vector(group["dampening"], count),
-                "decay": decay,
-            }
-        )
-        decays, moving = bool(decay.any()), bool(momentum.any())
-        still = None if bool(momentum.all()) else (momentum == 0)
+        values = self._vectors(group, "lr", "momentum", "dampening", "weight_decay")
+        values |= {"neg_lr": -values["lr"], "keep": 1 - values["dampening"]}
+        column = _Columns(values)
+        decays, moving = bool(values["weight_decay"].any()), bool(values["momentum"].any())
+        mixed = moving and not bool(values["momentum"].all())
         for param in params:
             grad = self._gradient(group, param)
             if decays:
-                grad = torch.addcmul(grad, param, column("decay", param))
+                grad = torch.addcmul(grad, param, column("weight_decay", param))
             if moving:
                 state = self.state[param]
                 buf = state.get("momentum_buffer")
@@ -419,31 +410,19 @@ class PopulationOptimizer(torch.optim.Optimizer):
                     update = torch.addcmul(grad, buf, column("momentum", param))
                 else:
                     update = buf
-                if still is not None:
+                if mixed:
                     # Members without momentum step on the gradient itself, as torch does.
-                    mask = still.to(param.device).view(-1, *([1] * (param.dim() - 1)))
-                    update = torch.where(mask, grad, update)
+                    update = torch.where(column.mask("momentum", param), grad, update)
                 grad = update
             param.addcmul_(grad, column("neg_lr", param))
 
     def _rmsprop(self, group: dict[str, Any], params: list[Tensor]) -> None:
-        count = self.population
-        lr = _vector(group["lr"], count)
-        alpha = _vector(group["alpha"], count)
-        momentum = _vector(group["momentum"], count)
-        decay = _vector(group["weight_decay"], count)
-        column = _Columns(
-            {
-                "neg_lr": -lr,
-                "alpha": alpha,
-                "keep": 1 - alpha,
-                "eps": _vector(group["eps"], count),
-                "momentum": momentum,
-                "decay": decay,
-            }
-        )
-        decays, moving = bool(decay.any()), bool((momentum > 0).any())
-        still = None if bool((momentum > 0).all()) else (momentum <= 0)
+        values = self._vectors(group, "lr", "alpha", "eps", "weight_decay", "momentum")
+        values |= {"neg_lr": -values["lr"], "keep": 1 - values["alpha"]}
+        column = _Columns(values)
+        # torch's RMSprop has momentum where it is > 0; negative momentum is refused.
+        decays, moving = bool(values["weight_decay"].any()), bool(values["momentum"].any())
+        mixed = moving and not bool(values["momentum"].all())
         for param in params:
             state = self.state[param]
             if not state:
@@ -458,7 +437,7 @@ class PopulationOptimizer(torch.optim.Optimizer):
             state["step"] += 1
             grad = self._gradient(group, param)
             if decays:
-                grad = torch.addcmul(grad, param, column("decay", param))
+                grad = torch.addcmul(grad, param, column("weight_decay", param))
             square_avg = state["square_avg"]
             square_avg.mul_(column("alpha", param)).addcmul_(grad * column("keep", param), grad)
             if group["centered"]:
@@ -473,15 +452,13 @@ class PopulationOptimizer(torch.optim.Optimizer):
                 continue
             buf = state["momentum_buffer"]
             buf.mul_(column("momentum", param)).addcdiv_(grad, avg)
-            if still is None:
+            if not mixed:
                 param.addcmul_(buf, column("neg_lr", param))
             else:
                 # Members without momentum step on grad / avg, as torch does.
-                mask = still.to(param.device).view(-1, *([1] * (param.dim() - 1)))
                 stepped = torch.addcdiv(param, grad * column("neg_lr", param), avg)
-                param.copy_(
-                    torch.where(mask, stepped, torch.addcmul(param, buf, column("neg_lr", param)))
-                )
+                moved = torch.addcmul(param, buf, column("neg_lr", param))
+                param.copy_(torch.where(column.mask("momentum", param), stepped, moved))
 
     def state_dict(self) -> dict[str, Any]:
         """The population's state; its group holds plain tensors, so it loads with weights_only."""
