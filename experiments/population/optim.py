@@ -243,14 +243,15 @@ class _Columns:
 
     def __init__(self, values: Mapping[str, Tensor]) -> None:
         self._values = values
-        self._cast: dict[tuple[str, torch.dtype, torch.device], Tensor] = {}
+        self._cast: dict[tuple[str, torch.dtype, torch.device, int], Tensor] = {}
 
     def __call__(self, name: str, like: Tensor) -> Tensor:
-        key = (name, like.dtype, like.device)
+        key = (name, like.dtype, like.device, like.dim())
         column = self._cast.get(key)
         if column is None:
-            column = self._cast[key] = self._values[name].to(like.device, like.dtype)
-        return column.view(-1, *([1] * (like.dim() - 1)))
+            column = self._values[name].to(like.device, like.dtype)
+            column = self._cast[key] = column.view(-1, *([1] * (like.dim() - 1)))
+        return column
 
     def mask(self, name: str, like: Tensor) -> Tensor:
         """Where value `name` is zero, shaped to broadcast over `like`."""
