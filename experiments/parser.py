@@ -76,7 +76,8 @@ def condense(message: str, options: list[str] | None = None) -> str:
     lines = [line for line in lines if line]
     if not lines:
         return message.strip()
-    unknown = re.match(r"Unrecognized arguments: (\S+)", lines[0])
+    # jsonargparse wrote "Unrecognized" up to 4.46 and "unrecognized" (argparse's word) since.
+    unknown = re.match(r"[Uu]nrecognized arguments: (\S+)", lines[0])
     if unknown:
         option = unknown.group(1).split("=")[0]
         close = difflib.get_close_matches(option, options or [], n=1, cutoff=0.75)
