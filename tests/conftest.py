@@ -276,9 +276,34 @@ def start_experiments(cwd: Path, *args: str, quiet: bool = True, **kwargs: Any) 
     return subprocess.Popen(experiments_command(*args, quiet=quiet), cwd=cwd, text=True, **kwargs)
 
 
+class PostgresServer:
+    """A throwaway PostgreSQL server that a test may restart, as an administrator would.
+
+    Args:
+        url: Its base URL.
+        pg_ctl: Its ``pg_ctl``, with what runs it as the server's user.
+        data: Its data directory.
+        log: Its log file.
+    """
+
+    def __init__(self, url: str, pg_ctl: list[str], data: Path, log: Path) -> None:
+        self.url, self.pg_ctl, self.data, self.log = url, pg_ctl, data, log
+
+    def control(self, *args: str) -> None:
+        """``pg_ctl -D DATA ARGS``, waiting for it to be done."""
+        command = [*self.pg_ctl, "-D", str(self.data), "-w", *args]
+        subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, check=True)
+
+    def restart(self) -> None:
+        """``pg_ctl restart -m fast``: every connection is closed, the server back at once."""
+        # The server's options are kept in its data directory; its log is named again, or the
+        # server would keep pg_ctl's output open, and this call would never end.
+        self.control("-m", "fast", "-l", str(self.log), "restart")
+
+
 @pytest.fixture(scope="session")
-def postgres() -> Iterator[str]:
-    """A throwaway PostgreSQL server on 127.0.0.1, in a temporary folder; its base URL.
+def postgres_server() -> Iterator[PostgresServer]:
+    """A throwaway PostgreSQL server on 127.0.0.1, in a temporary folder.
 
     The server binaries come from Debian's package (``initdb`` and ``pg_ctl`` on the PATH, or
     under /usr/lib/postgresql). Where there are none the tests that need it skip, saying so,
@@ -306,15 +331,20 @@ def postgres() -> Iterator[str]:
         [*run_as, initdb, "-D", str(data), "-A", "trust", "-U", "postgres", "--no-sync"], **quiet
     )
     options = f"-p {port} -k {home} -c listen_addresses=127.0.0.1 -c fsync=off"
-    subprocess.run(
-        [*run_as, pg_ctl, "-D", str(data), "-o", options, "-w", "-l", str(home / "log"), "start"],
-        **quiet,
-    )
+    url = f"postgresql://postgres@127.0.0.1:{port}"
+    server = PostgresServer(url, [*run_as, pg_ctl], data, home / "log")
+    server.control("-o", options, "-l", str(server.log), "start")
     try:
-        yield f"postgresql://postgres@127.0.0.1:{port}"
+        yield server
     finally:
-        subprocess.run([*run_as, pg_ctl, "-D", str(data), "-m", "immediate", "-w", "stop"], **quiet)
+        server.control("-m", "immediate", "stop")
         shutil.rmtree(home, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def postgres(postgres_server: PostgresServer) -> str:
+    """The base URL of the throwaway PostgreSQL server (see :func:`postgres_server`)."""
+    return postgres_server.url
 
 
 def free_port() -> int:
