@@ -68,9 +68,10 @@ def storage(url: str | None, sweep_dir: Path) -> BaseStorage:
             ) from None
         except Exception as error:  # SQLAlchemy and its drivers raise many kinds
             if database.transient(error):
-                raise UserError(
-                    f"--storage {shown(url)}: cannot reach it: {database.cause(error)}"
-                ) from None
+                why = database.cause(error)
+                if "password" in why:
+                    why += " (give it in ~/.pgpass or $PGPASSWORD, not in the URL)"
+                raise UserError(f"--storage {shown(url)}: cannot reach it: {why}") from None
             if not creating_together(error) or attempt == CREATION_TRIES - 1:
                 raise UserError(
                     f"--storage {shown(url)}: cannot set up Optuna's tables in it: "
