@@ -284,10 +284,12 @@ class PostgresServer:
         pg_ctl: Its ``pg_ctl``, with what runs it as the server's user.
         data: Its data directory.
         log: Its log file.
+        options: The server's own options (its port, its socket's folder, ...).
     """
 
-    def __init__(self, url: str, pg_ctl: list[str], data: Path, log: Path) -> None:
+    def __init__(self, url: str, pg_ctl: list[str], data: Path, log: Path, options: str) -> None:
         self.url, self.pg_ctl, self.data, self.log = url, pg_ctl, data, log
+        self.options = options
 
     def control(self, *args: str) -> None:
         """``pg_ctl -D DATA ARGS``, waiting for it to be done."""
@@ -296,9 +298,18 @@ class PostgresServer:
 
     def restart(self) -> None:
         """``pg_ctl restart -m fast``: every connection is closed, the server back at once."""
-        # The server's options are kept in its data directory; its log is named again, or the
-        # server would keep pg_ctl's output open, and this call would never end.
-        self.control("-m", "fast", "-l", str(self.log), "restart")
+        # As in start(): the log named.
+        self.control("-m", "fast", "-o", self.options, "-l", str(self.log), "restart")
+
+    def start(self) -> None:
+        """``pg_ctl start``: back after :meth:`stop`."""
+        # Its log named, or the server would keep pg_ctl's output open, and this call would
+        # never end.
+        self.control("-o", self.options, "-l", str(self.log), "start")
+
+    def stop(self) -> None:
+        """``pg_ctl stop -m fast``: gone, until :meth:`start`."""
+        self.control("-m", "fast", "stop")
 
 
 @pytest.fixture(scope="session")
@@ -332,8 +343,8 @@ def postgres_server() -> Iterator[PostgresServer]:
     )
     options = f"-p {port} -k {home} -c listen_addresses=127.0.0.1 -c fsync=off"
     url = f"postgresql://postgres@127.0.0.1:{port}"
-    server = PostgresServer(url, [*run_as, pg_ctl], data, home / "log")
-    server.control("-o", options, "-l", str(server.log), "start")
+    server = PostgresServer(url, [*run_as, pg_ctl], data, home / "log", options)
+    server.start()
     try:
         yield server
     finally:

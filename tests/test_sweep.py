@@ -491,8 +491,10 @@ def test_machines_started_together_share_a_study_and_keep_its_password(tmp_path,
             assert password.encode() not in path.read_bytes(), path
 
 
-@pytest.mark.slow(seconds=15)
-def test_a_database_restart_in_the_middle_of_a_sweep_is_ridden_out(tmp_path, postgres_server):
+@pytest.mark.slow(seconds=25)
+def test_a_database_restart_in_the_middle_of_a_sweep_is_ridden_out(
+    tmp_path, monkeypatch, postgres_server
+):
     url = new_database(postgres_server.url, "restarted")
     hold = tmp_path / "hold"
     hold.touch()
@@ -513,6 +515,34 @@ def test_a_database_restart_in_the_middle_of_a_sweep_is_ridden_out(tmp_path, pos
     assert states(study) == {"COMPLETE": 3}
     for trial in study.get_trials():
         assert sorted(trial.intermediate_values) == [0, 1, 2]
+
+    # A database away for longer than the workers' patience: the trial stops after its epoch,
+    # checkpointed, and the sweep says so in one line.
+    monkeypatch.setenv("EXPERIMENTS_SWEEP_PATIENCE", "2")  # seconds
+    hold.touch()
+    path = machine(tmp_path, "away", hold, trials=1)
+    sweep = start_sweep(tmp_path, str(path), "--storage", url)
+    wait_for(
+        lambda: any((tmp_path / "lightning_logs/away").glob("version_*/checkpoints/last.ckpt")),
+        sweep,
+        "a trial held after its first epoch",
+    )
+    postgres_server.stop()
+    try:
+        hold.unlink()
+        _, err = sweep.communicate(timeout=300)
+    finally:
+        postgres_server.start()
+    assert sweep.returncode == 1, err[-3000:]
+    assert "Traceback" not in err
+    assert (
+        err.strip()
+        .splitlines()[-1]
+        .startswith("error: the study's database has not answered for 2 s (")
+    )
+    assert "trial 0 stopped after epoch 1, checkpointed; run the same command again" in err
+    last = tmp_path / "lightning_logs/away/version_0/checkpoints/last.ckpt"
+    assert torch.load(last, weights_only=True)["epoch"] == 1
 
 
 @pytest.mark.slow(seconds=25)
