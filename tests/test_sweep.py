@@ -609,7 +609,17 @@ def test_ctrl_c_while_a_worker_starts_up_stops_the_sweep_without_a_traceback(tmp
     (tmp_path / "hold").touch()
     sweep = start_sweep(tmp_path, str(path), "--workers", "2")
     children = Path(f"/proc/{sweep.pid}/task/{sweep.pid}/children")
-    wait_for(lambda: children.read_text().strip() != "", sweep, "a worker started")
+
+    def worker_importing() -> bool:
+        """Whether the sweep's worker (not some other helper process) has begun to import
+        PyTorch, which Lightning imports first: it has seconds of importing to go."""
+        for pid in children.read_text().split():
+            with contextlib.suppress(OSError):
+                if b"--worker" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                    return "libtorch" in Path(f"/proc/{pid}/maps").read_text()
+        return False
+
+    wait_for(worker_importing, sweep, "a worker importing PyTorch")
     os.killpg(sweep.pid, signal.SIGINT)  # the worker is importing Lightning now
     _, err = sweep.communicate(timeout=120)
     assert sweep.returncode == 130, err[-3000:]
