@@ -71,12 +71,13 @@ def states(study: optuna.Study) -> dict[str, int]:
     return counts
 
 
-def start_sweep(cwd: Path, *args: str) -> subprocess.Popen:
-    """``python -m experiments.sweep ARGS`` in a process group of its own, as from a terminal."""
+def start_sweep(cwd: Path, *args: str, **env: str) -> subprocess.Popen:
+    """``python -m experiments.sweep ARGS`` in a process group of its own, as from a terminal,
+    with the environment variables ``env`` too."""
     return subprocess.Popen(
         [sys.executable, "-m", "experiments.sweep", *args],
         cwd=cwd,
-        env=subprocess_env(),
+        env=subprocess_env(**env),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -392,6 +393,17 @@ def machine(directory: Path, name: str, hold: Path, **settings: object) -> Path:
     return sweep_file(directory, name, args=[*SHORT, *held(hold)], **settings)
 
 
+def wait_for_held(sweep: subprocess.Popen, folder: Path, name: str, count: int = 1) -> None:
+    """Wait until ``count`` trials of the sweep ``name`` in ``folder`` have a checkpoint: held
+    after their first epoch."""
+    runs = folder / "lightning_logs" / name
+    wait_for(
+        lambda: len(list(runs.glob("version_*/checkpoints/last.ckpt"))) >= count,
+        sweep,
+        f"{count} trials held in {folder.name}",
+    )
+
+
 def trained_on(folders: list[Path], name: str, number: int) -> list[Path]:
     """The folders that hold a run directory of trial ``number`` of the sweep ``name``."""
     return [f for f in folders if (f / "lightning_logs" / name / f"version_{number}").exists()]
@@ -440,35 +452,12 @@ def test_machines_started_together_share_a_study_and_keep_its_password(tmp_path,
         hold.touch()
         paths = [machine(folder, name, hold) for folder in folders]
         sweeps = [
-            subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "experiments.sweep",
-                    str(path),
-                    *storage,
-                    "--workers",
-                    str(w),
-                ],
-                cwd=folder,
-                env=subprocess_env(**env),
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                text=True,
-                start_new_session=True,
-            )
+            start_sweep(folder, str(path), *storage, "--workers", str(w), **env)
             for path, folder, w in zip(paths, folders, workers, strict=True)
         ]
         # Each worker holds its first trial after a checkpoint: then every one has one.
         for sweep, folder, w in zip(sweeps, folders, workers, strict=True):
-            checkpoints = folder / "lightning_logs" / name
-            wait_for(
-                lambda c=checkpoints, w=w: (
-                    len(list(c.glob("version_*/checkpoints/last.ckpt"))) >= w
-                ),
-                sweep,
-                f"{w} trials held in {folder.name}",
-            )
+            wait_for_held(sweep, folder, name, w)
         if password in str(env):
             for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
                 with contextlib.suppress(OSError):
@@ -500,11 +489,7 @@ def test_a_database_restart_in_the_middle_of_a_sweep_is_ridden_out(
     hold.touch()
     path = machine(tmp_path, "quick", hold, trials=3)
     sweep = start_sweep(tmp_path, str(path), "--storage", url)
-    wait_for(
-        lambda: any((tmp_path / "lightning_logs/quick").glob("version_*/checkpoints/last.ckpt")),
-        sweep,
-        "a trial held after its first epoch",
-    )
+    wait_for_held(sweep, tmp_path, "quick")
     postgres_server.restart()  # every connection of the sweep's closed under it
     hold.unlink()
     out, err = sweep.communicate(timeout=300)
@@ -522,11 +507,7 @@ def test_a_database_restart_in_the_middle_of_a_sweep_is_ridden_out(
     hold.touch()
     path = machine(tmp_path, "away", hold, trials=1)
     sweep = start_sweep(tmp_path, str(path), "--storage", url)
-    wait_for(
-        lambda: any((tmp_path / "lightning_logs/away").glob("version_*/checkpoints/last.ckpt")),
-        sweep,
-        "a trial held after its first epoch",
-    )
+    wait_for_held(sweep, tmp_path, "away")
     postgres_server.stop()
     try:
         hold.unlink()
@@ -549,7 +530,6 @@ def test_a_database_restart_in_the_middle_of_a_sweep_is_ridden_out(
 def test_a_trial_whose_machine_dies_is_taken_over_after_the_grace_period_only(tmp_path, postgres):
     grace = 3  # seconds, the heartbeat then every second (experiments/sweep/database.py)
     url = new_database(postgres, "takeover")
-    env = subprocess_env(EXPERIMENTS_SWEEP_GRACE=str(grace))
     holds = [tmp_path / "hold-a", tmp_path / "hold-b"]
     folders = [tmp_path / "a", tmp_path / "b"]
     sweeps = []
@@ -557,23 +537,11 @@ def test_a_trial_whose_machine_dies_is_taken_over_after_the_grace_period_only(tm
         hold.touch()
         path = machine(folder, "quick", hold, trials=2)
         sweeps.append(
-            subprocess.Popen(
-                [sys.executable, "-m", "experiments.sweep", str(path), "--storage", url],
-                cwd=folder,
-                env=env,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                text=True,
-                start_new_session=True,
-            )
+            start_sweep(folder, str(path), "--storage", url, EXPERIMENTS_SWEEP_GRACE=str(grace))
         )
     a, b = sweeps
     for sweep, folder in zip(sweeps, folders, strict=True):
-        wait_for(
-            lambda f=folder: any(f.glob("lightning_logs/quick/version_*/checkpoints/last.ckpt")),
-            sweep,
-            f"a trial held on {folder.name}",
-        )
+        wait_for_held(sweep, folder, "quick")
     (a_trial,) = [
         int(p.name.split("_")[1]) for p in (folders[0] / "lightning_logs/quick").glob("version_*")
     ]
