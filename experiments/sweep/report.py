@@ -183,6 +183,7 @@ def plot_history(trials: list[tuple[FrozenTrial, float | None]], sweep: Sweep, p
     for state, marker, label in (
         (TrialState.COMPLETE, "o", "complete"),
         (TrialState.PRUNED, "x", "pruned"),
+        (TrialState.RUNNING, "^", "unfinished"),
     ):
         points = [(n, s) for n, s, st in ordered if st == state]
         if points:
@@ -200,7 +201,8 @@ def plot_history(trials: list[tuple[FrozenTrial, float | None]], sweep: Sweep, p
         axes.step(*zip(*running, strict=True), where="post", color="black", label="best so far")
     axes.set(xlabel="trial", ylabel=sweep.metric, title=f"{sweep.name}: score of each trial")
     axes.xaxis.set_major_locator(MaxNLocator(integer=True))
-    axes.legend()
+    if axes.get_legend_handles_labels()[0]:  # matplotlib warns of a legend with nothing in it
+        axes.legend()
     figure.tight_layout()
     save(figure, path)
 
