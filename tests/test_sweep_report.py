@@ -7,6 +7,8 @@ import optuna
 import yaml
 from optuna.trial import TrialState, create_trial
 
+from experiments.rundir import RunLock
+from experiments.runpath import RunPath
 from experiments.sweep import report, spec, study
 from tests.conftest import config
 
@@ -52,3 +54,23 @@ def test_the_plots_of_a_sweep_stopped_before_any_trial_ended_warn_of_nothing(tmp
         warnings.simplefilter("error")
         report.write(the_study, sweep, sweep_dir)
     assert (sweep_dir / report.HISTORY).is_file()
+
+
+def test_a_running_trial_that_no_worker_holds_is_listed_as_stopped(tmp_path):
+    the_study, sweep, sweep_dir = made(
+        tmp_path,
+        [(TrialState.RUNNING, 0.05, "[5]", [0.4])] * 3 + [(TrialState.RUNNING, 0.1, "[5]", [])],
+    )
+    runs = [RunPath.of(sweep_dir, number) for number in range(4)]
+    for run in runs[:3]:
+        run.directory.mkdir(parents=True)
+        RunLock(run.directory).release()  # trained here, then stopped: its lock names this host
+    held = RunLock(runs[1].directory)  # a worker trains it now
+    runs[2].lock.write_text("another-machine 123\n")  # taken over elsewhere; its lock is there
+    try:
+        text = report.summary(the_study, sweep, sweep_dir, 6)
+    finally:
+        held.release()
+    listed = {line.split()[0]: line.split()[1] for line in text.splitlines() if line[:1].isdigit()}
+    # Trial 3 has no run directory here yet: a worker on another machine has just begun it.
+    assert listed == {"0": "stopped", "1": "running", "2": "running", "3": "running"}

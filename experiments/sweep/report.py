@@ -6,6 +6,9 @@ its logger, the checkpoint it resumed from, the sweep's quiet terminal), so that
 new run, to the same score on the same machine.
 """
 
+import fcntl
+import os
+import socket
 import statistics
 from pathlib import Path
 from typing import Any
@@ -17,7 +20,7 @@ from optuna.trial import FrozenTrial, TrialState
 from experiments.atomic import write_atomically
 from experiments.runpath import RunPath
 from experiments.sweep.spec import Sweep
-from experiments.sweep.worker import best_value
+from experiments.sweep.worker import best_value, sweep_lock
 from experiments.tables import table
 
 BEST = "best.yaml"
@@ -30,6 +33,42 @@ STATES = {
     TrialState.FAIL: "failed",
     TrialState.WAITING: "waiting",
 }
+
+
+def left_here(run: RunPath) -> bool:
+    """Whether a trial the study calls running was last trained on this machine and is held by
+    no process now: its worker stopped (Ctrl-C) or died, and it goes on when the sweep is run
+    again. A trial last trained on another machine counts as running: its lock is not here."""
+    try:
+        handle = os.open(run.lock, os.O_RDONLY)
+    except FileNotFoundError:
+        return False
+    try:
+        holder = os.read(handle, 200).decode(errors="replace").split()
+        if not holder or holder[0] != socket.gethostname():
+            return False
+        try:  # only tried: the lock is dropped with the handle, and nothing is written in it
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        return True
+    finally:
+        os.close(handle)
+
+
+def states(study: optuna.Study, sweep_dir: Path) -> dict[int, str]:
+    """Each trial's state as the table names it: ``stopped`` for a running one left here."""
+    trials = study.get_trials(deepcopy=False)
+    named = {t.number: STATES.get(t.state, t.state.name.lower()) for t in trials}
+    running = [t.number for t in trials if t.state == TrialState.RUNNING]
+    if running:
+        # Workers take trials under the sweep's lock: a trial just begun holds its run's lock
+        # before this looks, and a look never keeps a worker from taking a trial.
+        with sweep_lock(sweep_dir):
+            for number in running:
+                if left_here(RunPath.of(sweep_dir, number)):
+                    named[number] = "stopped"
+    return named
 
 
 def short(key: str) -> str:
@@ -74,6 +113,7 @@ def summary(study: optuna.Study, sweep: Sweep, sweep_dir: Path, target: int) -> 
     ]
     header = ["trial", "state", sweep.metric, *(short(k) for k in sweep.space), "epochs", "run"]
     rows = [header]
+    named = states(study, sweep_dir)
     for trial, score in trials:
         params = [
             value_text(sweep.space[k].decode(trial.params[k])) if k in trial.params else "-"
@@ -82,7 +122,7 @@ def summary(study: optuna.Study, sweep: Sweep, sweep_dir: Path, target: int) -> 
         rows.append(
             [
                 str(trial.number),
-                STATES.get(trial.state, trial.state.name.lower()),
+                named[trial.number],
                 "-" if score is None else f"{score:.4f}",
                 *params,
                 str(len(trial.intermediate_values)),
