@@ -74,3 +74,24 @@ def test_a_running_trial_that_no_worker_holds_is_listed_as_stopped(tmp_path):
     listed = {line.split()[0]: line.split()[1] for line in text.splitlines() if line[:1].isdigit()}
     # Trial 3 has no run directory here yet: a worker on another machine has just begun it.
     assert listed == {"0": "stopped", "1": "running", "2": "running", "3": "running"}
+
+
+def test_parameters_png_marks_pruned_trials_apart_and_averages_the_complete_ones(tmp_path):
+    trials = [
+        (TrialState.COMPLETE, 0.05, "[5]", [0.5, 0.9]),
+        (TrialState.COMPLETE, 0.05, "[5]", [0.6, 0.7]),
+        (TrialState.PRUNED, 0.05, "[5]", [0.1]),  # one epoch's score
+        (TrialState.COMPLETE, 0.1, "[20]", [0.6]),
+    ]
+    the_study, sweep, sweep_dir = made(tmp_path, trials)
+    figure = report.parameters_figure(report.scored(the_study, sweep), sweep)
+    (lr_axes,) = [axes for axes in figure.axes if axes.get_xlabel() == "lr"]
+    drawn = dict(zip(*reversed(lr_axes.get_legend_handles_labels()), strict=True))
+    means = drawn.pop(report.MEAN).get_segments()
+    marked = {
+        label: sorted(float(y) for _, y in dots.get_offsets()) for label, dots in drawn.items()
+    }
+    assert marked == {"complete": [0.6, 0.7, 0.9], "pruned": [0.1]}
+    # lr 0.05 without its pruned trial, and lr 0.1
+    assert [round(float(line[0][1]), 6) for line in means] == [0.8, 0.6]
+    assert "lr=0.05  2       0.8000" in report.summary(the_study, sweep, sweep_dir, 6)

@@ -71,6 +71,15 @@ def states(study: optuna.Study, sweep_dir: Path) -> dict[int, str]:
     return named
 
 
+# How the plots mark a trial by its state; trials without a score are not drawn.
+MARKS = (
+    (TrialState.COMPLETE, "o", "complete"),
+    (TrialState.PRUNED, "x", "pruned"),
+    (TrialState.RUNNING, "^", "unfinished"),
+)
+MEAN = "mean of complete trials"
+
+
 def short(key: str) -> str:
     """A space key as a column name: its last part (``lr`` for ``...optimizer.init_args.lr``)."""
     return key.split(".")[-1]
@@ -202,7 +211,7 @@ def write(study: optuna.Study, sweep: Sweep, sweep_dir: Path) -> None:
     trials = scored(study, sweep)
     if any(score is not None for _, score in trials):
         plot_history(trials, sweep, sweep_dir / HISTORY)
-        plot_parameters(trials, sweep, sweep_dir / PARAMETERS)
+        save(parameters_figure(trials, sweep), sweep_dir / PARAMETERS)
 
 
 def save(figure: Any, path: Path) -> None:
@@ -220,11 +229,7 @@ def plot_history(trials: list[tuple[FrozenTrial, float | None]], sweep: Sweep, p
     figure = Figure(figsize=(6.0, 4.0))
     axes = figure.add_subplot()
     ordered = sorted((t.number, s, t.state) for t, s in trials if s is not None)
-    for state, marker, label in (
-        (TrialState.COMPLETE, "o", "complete"),
-        (TrialState.PRUNED, "x", "pruned"),
-        (TrialState.RUNNING, "^", "unfinished"),
-    ):
+    for state, marker, label in MARKS:
         points = [(n, s) for n, s, st in ordered if st == state]
         if points:
             axes.scatter(*zip(*points, strict=True), marker=marker, label=label, alpha=0.8)
@@ -247,10 +252,10 @@ def plot_history(trials: list[tuple[FrozenTrial, float | None]], sweep: Sweep, p
     save(figure, path)
 
 
-def plot_parameters(
-    trials: list[tuple[FrozenTrial, float | None]], sweep: Sweep, path: Path
-) -> None:
-    """The score against each parameter: the spread per choice, or a scatter over a range."""
+def parameters_figure(trials: list[tuple[FrozenTrial, float | None]], sweep: Sweep) -> Any:
+    """The score against each parameter, complete, pruned and unfinished trials marked apart:
+    a pruned trial's score is that of its few epochs. Over choices, a line marks the mean of
+    the complete trials, as the table gives it."""
     from matplotlib.figure import Figure
 
     keys = list(sweep.space)
@@ -259,23 +264,39 @@ def plot_parameters(
         axes = figure.add_subplot(1, len(keys), index)
         dim = sweep.space[key]
         points = [
-            (dim.decode(t.params[key]), s) for t, s in trials if s is not None and key in t.params
+            (dim.decode(t.params[key]), s, t.state)
+            for t, s in trials
+            if s is not None and key in t.params
         ]
+        for state, marker, label in MARKS:
+            # Over choices, a trial sits at its choice's position; over a range, at its value.
+            shown = [
+                (v if dim.choices is None else dim.choices.index(v), s)
+                for v, s, st in points
+                if st == state
+            ]
+            if shown:
+                axes.scatter(*zip(*shown, strict=True), marker=marker, label=label, alpha=0.7)
         if dim.choices is not None:
-            labels = [value_text(choice) for choice in dim.choices]
-            groups = [[s for v, s in points if v == choice] for choice in dim.choices]
-            for position, scores in enumerate(groups):
-                axes.scatter([position] * len(scores), scores, alpha=0.7)
-                if scores:
-                    axes.hlines(
-                        statistics.fmean(scores), position - 0.3, position + 0.3, color="black"
-                    )
-            axes.set_xticks(range(len(labels)), labels)
-        else:
-            axes.scatter([v for v, _ in points], [s for _, s in points], alpha=0.7)
-            if dim.log:
-                axes.set_xscale("log")
+            means = [
+                (position, statistics.fmean(scores))
+                for position, choice in enumerate(dim.choices)
+                if (
+                    scores := [
+                        s for v, s, st in points if st == TrialState.COMPLETE and v == choice
+                    ]
+                )
+            ]
+            if means:
+                positions, values = zip(*means, strict=True)
+                starts, ends = [p - 0.3 for p in positions], [p + 0.3 for p in positions]
+                axes.hlines(values, starts, ends, color="black", label=MEAN)
+            axes.set_xticks(range(len(dim.choices)), [value_text(c) for c in dim.choices])
+        elif dim.log:
+            axes.set_xscale("log")
         axes.set(xlabel=short(key), ylabel=sweep.metric if index == 1 else "")
+        if index == 1 and axes.get_legend_handles_labels()[0]:
+            axes.legend(fontsize="small")
     figure.suptitle(f"{sweep.name}: {sweep.metric} by parameter")
     figure.tight_layout()
-    save(figure, path)
+    return figure
