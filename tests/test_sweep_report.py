@@ -19,6 +19,7 @@ Trial = tuple[TrialState, float, str, list[float]]  # state, lr, hidden sizes, v
 
 def made(tmp_path: Path, trials: list[Trial]) -> tuple[optuna.Study, spec.Sweep, Path]:
     """A sweep over ``LR`` and ``HIDDEN`` whose study holds ``trials``, in their order."""
+    tmp_path.mkdir(exist_ok=True)
     path = tmp_path / "quick.yaml"
     content = {
         "config": config("two_layer_relu"),
@@ -95,3 +96,21 @@ def test_parameters_png_marks_pruned_trials_apart_and_averages_the_complete_ones
     # lr 0.05 without its pruned trial, and lr 0.1
     assert [round(float(line[0][1]), 6) for line in means] == [0.8, 0.6]
     assert "lr=0.05  2       0.8000" in report.summary(the_study, sweep, sweep_dir, 6)
+
+
+def test_trials_that_tie_with_the_best_are_named_and_the_earliest_wins(tmp_path):
+    trials = [
+        (TrialState.COMPLETE, 0.05, "[5]", [0.5, 0.7]),
+        (TrialState.COMPLETE, 0.1, "[5]", [0.99]),
+        (TrialState.COMPLETE, 0.05, "[20]", [0.9, 0.99]),
+        (TrialState.PRUNED, 0.1, "[20]", [0.99]),  # pruned: not a candidate
+        (TrialState.COMPLETE, 0.1, "[20]", [0.99, 0.98]),
+    ]
+    the_study, sweep, sweep_dir = made(tmp_path, trials)
+    text = report.summary(the_study, sweep, sweep_dir, 6)
+    assert "Best:        trial 1, val/r2 0.9900" in text
+    tie = "trials 2, 4 tie with trial 1 at 0.99; the earliest trial wins a tie"
+    assert f"Ties:        {tie}" in text
+    assert report.tie_text(made(tmp_path / "other", trials[:3])[0], sweep) == (
+        "trial 2 ties with trial 1 at 0.99; the earliest trial wins a tie"
+    )

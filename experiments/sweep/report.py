@@ -97,12 +97,29 @@ def scored(study: optuna.Study, sweep: Sweep) -> list[tuple[FrozenTrial, float |
     return sorted(trials, key=order)
 
 
-def best_trial(study: optuna.Study, sweep: Sweep) -> tuple[FrozenTrial, float] | None:
-    """The complete trial with the best score."""
+def best_trials(study: optuna.Study, sweep: Sweep) -> list[tuple[FrozenTrial, float]]:
+    """The complete trials with the best score, in number order: the first is the best, as the
+    earliest trial wins a tie (a validation accuracy often ties, a count of right answers)."""
     complete = [
         (t, s) for t, s in scored(study, sweep) if t.state == TrialState.COMPLETE and s is not None
     ]
-    return complete[0] if complete else None
+    return [(t, s) for t, s in complete if s == complete[0][1]]
+
+
+def best_trial(study: optuna.Study, sweep: Sweep) -> tuple[FrozenTrial, float] | None:
+    """The complete trial with the best score; the earliest of those that tie."""
+    best = best_trials(study, sweep)
+    return best[0] if best else None
+
+
+def tie_text(study: optuna.Study, sweep: Sweep) -> str | None:
+    """What the report says of trials that tie with the best, if any."""
+    best = best_trials(study, sweep)
+    if len(best) < 2:
+        return None
+    (first, score), others = best[0], [str(t.number) for t, _ in best[1:]]
+    which = f"trials {', '.join(others)} tie" if len(others) > 1 else f"trial {others[0]} ties"
+    return f"{which} with trial {first.number} at {score:.6g}; the earliest trial wins a tie"
 
 
 def value_text(value: Any) -> str:
@@ -175,6 +192,7 @@ def summary(study: optuna.Study, sweep: Sweep, sweep_dir: Path, target: int) -> 
         lines += [
             "",
             f"Best:        trial {trial.number}, {sweep.metric} {score:.4f}: {settings}",
+            *([f"Ties:        {tie}"] if (tie := tie_text(study, sweep)) else []),
             f"Again:       python -m experiments fit --config {sweep_dir / BEST}",
             f"Plots:       {sweep_dir / HISTORY}, {sweep_dir / PARAMETERS}",
             f"TensorBoard: tensorboard --logdir {sweep_dir}",
@@ -207,6 +225,9 @@ def write(study: optuna.Study, sweep: Sweep, sweep_dir: Path) -> None:
             f"# Sweep {sweep.name}: trial {best.number}, the best {sweep.metric} ({score:.6g}).\n"
             f"# python -m experiments fit --config {sweep_dir / BEST} trains it again.\n"
         )
+        tie = tie_text(study, sweep)
+        if tie is not None:
+            header += f"# {tie[0].upper()}{tie[1:]}.\n"
         write_atomically(sweep_dir / BEST, header + yaml.safe_dump(config, sort_keys=False))
     trials = scored(study, sweep)
     if any(score is not None for _, score in trials):
