@@ -207,6 +207,11 @@ CSV_CASES = {
         {},
         "data.csv: line 3, column 'height': a missing value",
     ),
+    "a blank column name": (
+        HEADER.replace("height", "") + GOOD,
+        {},
+        "data.csv: line 1: column 2 has no name; name every column in the header row",
+    ),
     "ragged rows": (
         HEADER + GOOD + "6,7,8,9,bee,6,7\n",
         {},
