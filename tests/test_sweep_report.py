@@ -109,8 +109,8 @@ def test_trials_that_tie_with_the_best_are_named_and_the_earliest_wins(tmp_path)
     the_study, sweep, sweep_dir = made(tmp_path, trials)
     text = report.summary(the_study, sweep, sweep_dir, 6)
     assert "Best:        trial 1, val/r2 0.9900" in text
-    tie = "trials 2, 4 tie with trial 1 at 0.99; the earliest trial wins a tie"
+    tie = "trials 2, 4 tie with trial 1 at 0.9900; the earliest trial wins a tie"
     assert f"Ties:        {tie}" in text
     assert report.tie_text(made(tmp_path / "other", trials[:3])[0], sweep) == (
-        "trial 2 ties with trial 1 at 0.99; the earliest trial wins a tie"
+        "trial 2 ties with trial 1 at 0.9900; the earliest trial wins a tie"
     )

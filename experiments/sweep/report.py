@@ -119,7 +119,7 @@ def tie_text(study: optuna.Study, sweep: Sweep) -> str | None:
         return None
     (first, score), others = best[0], [str(t.number) for t, _ in best[1:]]
     which = f"trials {', '.join(others)} tie" if len(others) > 1 else f"trial {others[0]} ties"
-    return f"{which} with trial {first.number} at {score:.6g}; the earliest trial wins a tie"
+    return f"{which} with trial {first.number} at {score:.4f}; the earliest trial wins a tie"
 
 
 def value_text(value: Any) -> str:
@@ -316,7 +316,7 @@ def parameters_figure(trials: list[tuple[FrozenTrial, float | None]], sweep: Swe
         elif dim.log:
             axes.set_xscale("log")
         axes.set(xlabel=short(key), ylabel=sweep.metric if index == 1 else "")
-        if index == 1 and axes.get_legend_handles_labels()[0]:
+        if axes.get_legend_handles_labels()[0]:
             axes.legend(fontsize="small")
     figure.suptitle(f"{sweep.name}: {sweep.metric} by parameter")
     figure.tight_layout()
