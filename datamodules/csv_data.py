@@ -108,7 +108,9 @@ class CsvData(FileData):
                     f"{path}: line {line}, column {name!r}: {column.iloc[row]!r} is not a number"
                 )
             frame[name] = values
-        return frame[list(names)].to_numpy(dtype=np.float32)
+        # A copy: pandas may hand out a read-only view of its own block (copy-on-write), and
+        # torch warns of a tensor over memory it must not write.
+        return frame[list(names)].to_numpy(dtype=np.float32, copy=True)
 
     def shaped(self, x: np.ndarray, path: str) -> torch.Tensor:
         tensor = torch.from_numpy(np.ascontiguousarray(x))
