@@ -26,6 +26,7 @@ from pathlib import Path
 
 from jsonargparse import Namespace
 from lightning.pytorch import LightningModule, Trainer
+from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.cli import SaveConfigCallback
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_only
@@ -154,6 +155,17 @@ class RunLogger(TensorBoardLogger):
     def finalize(self, status: str) -> None:
         self._flushed = -float("inf")  # the last save is never skipped
         super().finalize(status)
+
+
+class StepPointEveryEpoch(Callback):
+    """Where the user set no ``log_every_n_steps``, lowers Lightning's default of 50 to the
+    number of training batches of an epoch where that is smaller, so that the curves of a small
+    data set still get a point per epoch at the step level; a value the user set is kept."""
+
+    def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        batches = trainer.num_training_batches
+        if batches != float("inf") and 0 < batches < trainer.log_every_n_steps:
+            trainer.log_every_n_steps = int(batches)
 
 
 def log_with_run_logger(trainer: Namespace, save_dir: Path, experiment: str, **run: int) -> None:

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import threading
 import time
+import warnings
 from pathlib import Path
 
 import pytest
@@ -19,7 +20,16 @@ from experiments.cli import main
 from experiments.errors import UserError
 from experiments.rundir import RunLock, RunLogger, claim_version
 from experiments.runpath import LOCK_FILE, version_numbers
-from tests.conftest import QUIET, REPO, config, curves, start_experiments, written_by
+from tests.conftest import (
+    NO_TEST,
+    QUIET,
+    REPO,
+    config,
+    curves,
+    run_dir,
+    start_experiments,
+    written_by,
+)
 
 MLP = config("mlp_classification")
 RUN = Path("lightning_logs/mlp_classification/version_0")
@@ -219,3 +229,18 @@ def test_the_logger_flushes_when_due_and_always_at_the_end(tmp_path, monkeypatch
     logger.finalize("success")
     assert len(flushes) > 1  # at the end, however soon
     assert [value for _, value in curves(tmp_path / "exp" / "version_0")["a"]] == [1.0, 2.0]
+
+
+def test_a_small_data_set_gets_a_step_point_each_epoch_unless_the_user_set_the_interval(
+    run_cli, tmp_path
+):
+    # The default experiment has 25 training batches an epoch, fewer than Lightning's 50.
+    short = ("--trainer.max_epochs", "3", *NO_TEST)
+    with warnings.catch_warnings(record=True) as caught:
+        unset = run_cli("fit", *short, "--trainer.log_every_n_steps", "null")
+    assert not [w for w in caught if "logging interval" in str(w.message)]
+    assert unset.trainer.log_every_n_steps == 25
+    steps = [step for step, _ in curves(run_dir(tmp_path, "mlp_classification"))["train/loss_step"]]
+    assert steps == [24, 49, 74]
+    chosen = run_cli("fit", *short, "--trainer.log_every_n_steps", "40")
+    assert chosen.trainer.log_every_n_steps == 40
