@@ -96,6 +96,8 @@ def condense(message: str, options: list[str] | None = None) -> str:
     if class_paths and about_class and class_paths[-1] not in reason:
         reason = f"class_path '{class_paths[-1]}': {reason}"
     where = ".".join(dict.fromkeys(keys))
+    if where == "threads" and given:  # jsonargparse names only the Literal of int | "auto"
+        return f"--threads must be a positive integer or auto, got {given.group(1).strip()!r}"
     known = known_cause(where, message, class_paths[-1] if class_paths else None, reason)
     if known is not None:
         return known

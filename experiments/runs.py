@@ -22,6 +22,7 @@ from typing import Any
 
 import yaml
 
+from experiments.errors import UserError, exit_status
 from experiments.runpath import RunPath, all_runs
 from experiments.settings import HParam, flat_settings
 from experiments.tables import table
@@ -269,8 +270,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     root = Path(args.root)
     if not root.is_dir():
-        print(f"error: no log directory at {root}", file=sys.stderr)
-        return 1
+        return exit_status(UserError(f"--root {root}: no such log directory"))
     listed = [
         run for run in all_runs(root) if not args.experiments or run.experiment in args.experiments
     ]

@@ -72,6 +72,10 @@ def test_condense_suggests_a_close_option(given, hint):
 
 # (command line after the subcommand, words the one line must hold)
 REFUSED = {
+    "threads neither a count nor auto": (
+        ["--threads", "many"],
+        ["--threads must be a positive integer or auto, got 'many'"],
+    ),
     "unknown option": (
         ["--trainer.max_epochz", "3"],
         ["unknown option --trainer.max_epochz", "did you mean --trainer.max_epochs"],

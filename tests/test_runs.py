@@ -78,8 +78,10 @@ def test_the_settings_that_differ_and_an_early_stop_are_columns(run_cli, tmp_pat
 
 
 def test_runs_table_refuses_a_missing_directory(tmp_path, capsys):
-    assert runs.main(["--root", str(tmp_path / "nowhere")]) == 1
-    assert "no log directory at" in capsys.readouterr().err
+    assert runs.main(["--root", str(tmp_path / "nowhere")]) == 2  # a usage error
+    assert (
+        capsys.readouterr().err == f"error: --root {tmp_path / 'nowhere'}: no such log directory\n"
+    )
 
 
 def test_long_settings_are_shortened_and_the_table_stays_narrow():
