@@ -4,7 +4,7 @@ import re
 import time
 
 from experiments import runs
-from tests.conftest import LINEAR_RUN, config, curves, run_dir
+from tests.conftest import LINEAR_RUN, NO_TEST, config, curves, run_dir
 
 
 def test_runs_table_lists_each_run(trained, tmp_path, capsys):
@@ -104,3 +104,15 @@ def test_long_settings_are_shortened_and_the_table_stays_narrow():
     assert second.endswith("[29: feature_0, fe…]")
     assert runs.brief("/a/very/long/path/to/the/users/data.csv") == "/a/very/long/path/t…"
     assert (runs.duration_text(42.4), runs.duration_text(185)) == ("42s", "3m05s")
+
+
+def test_a_run_trained_further_shows_the_epochs_it_was_trained_to(run_cli, tmp_path, capsys):
+    scratch = ("--config", config("scratch_two_layer"), *NO_TEST, "--trainer.max_epochs")
+    run_cli("fit", *scratch, "2")
+    run_cli("fit", *scratch, "2")
+    run_cli("fit", *scratch, "3", "--ckpt_path", "last")  # run 1, trained one epoch further
+    capsys.readouterr()
+    assert runs.main(["--root", str(tmp_path / "lightning_logs")]) == 0
+    header, _, *lines = capsys.readouterr().out.splitlines()
+    assert header.split()[-1] == "max_epochs"
+    assert {line.split()[1]: line.split()[-1] for line in lines} == {"0": "2", "1": "3"}
