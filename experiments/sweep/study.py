@@ -118,8 +118,8 @@ def sampler(sweep: Sweep) -> BaseSampler:
 
 
 def pruner(sweep: Sweep) -> BasePruner:
-    """Optuna's median rule, with its defaults: no pruning before five trials have finished."""
-    return MedianPruner() if sweep.pruner == "median" else NopPruner()
+    """Optuna's median rule, with the sweep file's options (see :data:`spec.MEDIAN`), or none."""
+    return MedianPruner(**sweep.pruner_options) if sweep.pruner == "median" else NopPruner()
 
 
 def grid_size(sweep: Sweep) -> int | None:
