@@ -10,6 +10,7 @@ from optuna.trial import TrialState, create_trial
 from experiments.rundir import RunLock
 from experiments.runpath import RunPath
 from experiments.sweep import report, spec, study
+from experiments.sweep.database import HOLDER
 from tests.conftest import config
 
 LR = "model.init_args.optimizer.init_args.lr"
@@ -75,6 +76,18 @@ def test_a_running_trial_that_no_worker_holds_is_listed_as_stopped(tmp_path):
     listed = {line.split()[0]: line.split()[1] for line in text.splitlines() if line[:1].isdigit()}
     # Trial 3 has no run directory here yet: a worker on another machine has just begun it.
     assert listed == {"0": "stopped", "1": "running", "2": "running", "3": "running"}
+
+
+def test_a_running_trial_its_worker_let_go_is_listed_as_stopped_on_every_machine(tmp_path):
+    # Stopped by Ctrl-C on another machine (its worker cleared the holder in the study): no run
+    # directory here, yet the table says stopped; a trial still held stays running.
+    the_study, sweep, sweep_dir = made(tmp_path, [(TrialState.RUNNING, 0.05, "[5]", [0.4])] * 2)
+    let_go, held = the_study.get_trials(deepcopy=False)
+    the_study._storage.set_trial_user_attr(let_go._trial_id, HOLDER, None)
+    the_study._storage.set_trial_user_attr(held._trial_id, HOLDER, "another-machine 123")
+    text = report.summary(the_study, sweep, sweep_dir, 6)
+    listed = {line.split()[0]: line.split()[1] for line in text.splitlines() if line[:1].isdigit()}
+    assert listed == {"0": "stopped", "1": "running"}
 
 
 def test_parameters_png_marks_pruned_trials_apart_and_averages_the_complete_ones(tmp_path):

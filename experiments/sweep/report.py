@@ -19,6 +19,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from experiments.atomic import write_atomically
 from experiments.runpath import RunPath
+from experiments.sweep.database import HOLDER
 from experiments.sweep.spec import Sweep
 from experiments.sweep.worker import best_value, sweep_lock
 from experiments.tables import table
@@ -56,11 +57,21 @@ def left_here(run: RunPath) -> bool:
         os.close(handle)
 
 
+def let_go(trial: FrozenTrial) -> bool:
+    """Whether a worker stopped ``trial`` and said so in the study (on any machine): it set
+    the trial's holder when it took it, and cleared it when it stopped."""
+    return HOLDER in trial.user_attrs and trial.user_attrs[HOLDER] is None
+
+
 def states(study: optuna.Study, sweep_dir: Path) -> dict[int, str]:
-    """Each trial's state as the table names it: ``stopped`` for a running one left here."""
+    """Each trial's state as the table names it: ``stopped`` for a running one that its worker
+    let go, or that was left here (its worker died)."""
     trials = study.get_trials(deepcopy=False)
     named = {t.number: STATES.get(t.state, t.state.name.lower()) for t in trials}
-    running = [t.number for t in trials if t.state == TrialState.RUNNING]
+    for trial in trials:
+        if trial.state == TrialState.RUNNING and let_go(trial):
+            named[trial.number] = "stopped"
+    running = [t.number for t in trials if t.state == TrialState.RUNNING and not let_go(t)]
     if running:
         # Workers take trials under the sweep's lock: a trial just begun holds its run's lock
         # before this looks, and a look never keeps a worker from taking a trial.
