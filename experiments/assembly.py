@@ -2,8 +2,8 @@
 
 * The user's callbacks come first, as given; then the project's: the random state kept in
   checkpoints, the stop at an epoch's end on Ctrl-C or SIGTERM, the check for a diverging loss,
-  and, after a user's ``LearningRateFinder``, the rate it found put to use
-  (experiments/lrfind.py);
+  unless the user set ``log_every_n_steps``, a logging interval no longer than an epoch, and,
+  after a user's ``LearningRateFinder``, the rate it found put to use (experiments/lrfind.py);
   then the command line's groups: ``--checkpoint.*`` (unless the user turned checkpointing
   off), ``--figures.*``, and ``--predictions.*`` for ``predict`` only, where it acts; then,
   unless the user chose their own or turned them off, the model summary without its empty
@@ -20,6 +20,7 @@ from lightning.pytorch.callbacks import Callback, LearningRateFinder, ModelSumma
 from experiments.checkpoint import RandomState, SafeCheckpointIO
 from experiments.interrupt import StopOnSignal
 from experiments.lrfind import UseFoundRate
+from experiments.rundir import StepPointEveryEpoch
 from experiments.sanity import FiniteLoss
 from experiments.terminal import EpochLines, Summary, output_is_terminal
 
@@ -46,6 +47,8 @@ def callbacks(
 ) -> list[Callback]:
     """The callbacks of the run's Trainer, in the order the module doc gives."""
     chosen = [RandomState(), stop_on_signal, FiniteLoss()]
+    if trainer_config.get("log_every_n_steps") is None:
+        chosen.append(StepPointEveryEpoch())
     for name, callback in groups.items():
         if GROUPS[name] is not None and subcommand not in GROUPS[name]:
             continue

@@ -67,6 +67,10 @@ from models import Task
 warnings.filterwarnings("ignore", message=r".*does not have many workers.*")
 # Resuming continues in the run's own checkpoints folder, so its files are expected there.
 warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
+# An epoch of fewer batches than log_every_n_steps: the epoch's values are logged all the same,
+# and step values every that many steps across epochs; where the user set no interval, one
+# no longer than an epoch is set (rundir.StepPointEveryEpoch). Nothing for the user to fix.
+warnings.filterwarnings("ignore", message=r"The number of training batches .* logging interval")
 # Lightning 2.6.6 calls a torch.utils._pytree API that torch 2.13 deprecates; not for users to fix.
 warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
 

@@ -3,6 +3,7 @@ files are refused in one line naming the file and what is wrong."""
 
 import csv
 import json
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -67,6 +68,19 @@ def test_labels_become_classes_and_shapes_come_from_the_file(tmp_path):
     )
     assert (regression.input_shape, regression.num_outputs) == ((3,), 2)
     assert not hasattr(regression, "num_classes")  # so the CLI links none into the task
+
+
+def test_a_regression_table_is_read_without_a_warning(tmp_path):
+    write_csv(tmp_path / "data.csv")
+    data = CsvData(str(tmp_path / "data.csv"), target="size", features=FEATURES, kind="regression")
+    # torch warns once per process of a tensor over a read-only array (pandas' column views
+    # are, under copy-on-write): the arrays themselves are checked as well.
+    frame = data.table(data.path, None)
+    assert data.numbers(frame, ["size"], data.path).flags.writeable
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        data.setup("fit")
+    assert data.splits["train"].tensors[1].shape[1:] == (1,)
 
 
 def test_standardisation_is_fitted_on_the_training_split_only(tmp_path):
@@ -207,6 +221,11 @@ CSV_CASES = {
         HEADER + "1,2,3,4,ant,1\n2,,4,5,bee,2\n" + GOOD,
         {},
         "data.csv: line 3, column 'height': a missing value",
+    ),
+    "a blank column name": (
+        HEADER.replace("height", "") + GOOD,
+        {},
+        "data.csv: line 1: column 2 has no name; name every column in the header row",
     ),
     "ragged rows": (
         HEADER + GOOD + "6,7,8,9,bee,6,7\n",

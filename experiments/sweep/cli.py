@@ -21,6 +21,9 @@ from experiments.errors import UserError, exit_status
 from experiments.runpath import log_root
 
 USAGE = "python -m experiments.sweep"
+# The study's database URL, where a command line (which every user of the machine can read)
+# should not hold it; the workers a sweep starts get it here too.
+STORAGE = "EXPERIMENTS_STORAGE"
 
 
 def arguments(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -36,7 +39,10 @@ def arguments(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--workers", type=int, default=1, help="trials at once on this machine")
     parser.add_argument(
         "--storage",
-        help="a database URL for the study (postgresql://...), for workers on several machines; "
+        default=os.environ.get(STORAGE),
+        help="a database URL for the study (postgresql://user@host/db), for workers on several "
+        f"machines; also read from ${STORAGE}, which keeps a password in it off the command "
+        "line (libpq's ~/.pgpass and $PGPASSWORD work too); "
         "default: lightning_logs/<sweep>/study.journal",
     )
     parser.add_argument("--report", action="store_true", help="print the results; run no trial")
@@ -65,13 +71,12 @@ def start_workers(args: argparse.Namespace, count: int, root: Path) -> list[subp
     command += ["--root", str(root)]
     if args.trials is not None:
         command += ["--trials", str(args.trials)]
-    if args.storage:
-        command += ["--storage", args.storage]
+    env = {**os.environ, STORAGE: args.storage} if args.storage else None
     # Each worker in a session of its own: a terminal's Ctrl-C reaches only this process, which
     # passes it on once. Were the workers in its process group as well, each would get the
     # signal twice, directly and passed on, and a second signal gives the running epoch up.
     return [
-        subprocess.Popen([*command, "--worker", str(index)], start_new_session=True)
+        subprocess.Popen([*command, "--worker", str(index)], env=env, start_new_session=True)
         for index in range(1, count)
     ]
 
@@ -120,6 +125,7 @@ def run(args: argparse.Namespace) -> int:
     worker = Worker(
         sweep,
         the_study,
+        where,
         sweep_dir,
         target,
         devices=devices_of(index),
@@ -128,7 +134,7 @@ def run(args: argparse.Namespace) -> int:
     if not leading:
         end_with_the_leader()
         return worker.run()
-    others = start_workers(args, args.workers, root)
+    others: list[subprocess.Popen] = []
 
     def forward(signum: int, frame: FrameType | None) -> None:
         for process in others:
@@ -138,6 +144,10 @@ def run(args: argparse.Namespace) -> int:
 
     previous = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
+        others += start_workers(args, args.workers, root)
+        if worker.stop is not None:  # asked to stop while they were being started
+            for process in others:
+                process.send_signal(worker.stop)
         worker.signal_handler = forward
         status = worker.run()
         for process in others:
@@ -158,3 +168,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run(args)
     except UserError as error:
         return exit_status(error)
+    except KeyboardInterrupt:  # Ctrl-C before the workers' own handlers were set: nothing ran
+        return 128 + signal.SIGINT
+    except Exception as error:
+        if not from_the_database(error):
+            raise
+        from experiments.sweep.database import cause
+        from experiments.sweep.study import shown
+
+        return exit_status(
+            UserError(f"--storage {shown(args.storage)}: {cause(error)}", exit_code=1)
+        )
+
+
+def from_the_database(error: BaseException) -> bool:
+    """Whether ``error`` is the study's database (or its driver) refusing a call."""
+    import optuna
+    from sqlalchemy.exc import SQLAlchemyError
+
+    return isinstance(error, SQLAlchemyError | optuna.exceptions.StorageInternalError)
