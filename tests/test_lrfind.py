@@ -40,6 +40,9 @@ def test_the_finder_callback_trains_with_the_rate_it_found(run_cli, tmp_path):
     (optimizer,) = cli.trainer.optimizers
     assert isinstance(optimizer, torch.optim.Adam)
     assert optimizer.param_groups[0]["lr"] == pytest.approx(rate)
+    steps = [optimizer.state[p]["step"] for p in cli.model.parameters()]
+    assert steps
+    assert all(step == cli.trainer.global_step for step in steps)  # it is the one that trained
     assert cli.trainer.lr_scheduler_configs[0].scheduler.base_lrs == [pytest.approx(rate)]
     run = run_dir(tmp_path, "mlp_classification")
     saved = yaml.safe_load((run / "config.yaml").read_text())
