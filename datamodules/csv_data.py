@@ -25,11 +25,13 @@ class CsvData(FileData):
         header: Whether the file's first line is a header row.
         sample_shape: The shape of each row's features, e.g. ``[1, 8, 8]`` for rows of 64
             pixels; ``null`` keeps them a vector.
-        **kwargs: ``kind``, ``classes``, ``standardize``, ``predict_path`` (a CSV file with the
-            feature columns), and the split and batching, as for :class:`FileData`.
+        **kwargs: ``kind``, ``classes``, ``standardize``, ``standardize_target``,
+            ``predict_path`` (a CSV file with the feature columns), and the split and batching,
+            as for :class:`FileData`.
     """
 
     index_name = "line"  # predictions name each row by its line in the predict file
+    named_features = True
 
     def __init__(
         self,
