@@ -21,6 +21,7 @@ rates at which nothing trains (measured here: 1.6e-7 for mlp_classification).
 
 import inspect
 import io
+import logging
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +30,7 @@ from typing import Any
 import lightning.pytorch as pl
 import yaml
 from lightning.pytorch.callbacks import Callback, LearningRateFinder
+from lightning.pytorch.core.saving import save_hparams_to_yaml
 
 from experiments.atomic import write_atomically
 from experiments.errors import UserError
@@ -169,6 +171,17 @@ def report(found: FoundRate, argv: list[str]) -> str:
     )
 
 
+class LightningsRateLine(logging.Filter):
+    """Drops Lightning's "Learning rate set to" line: it names Lightning's own suggestion,
+    which :class:`UseFoundRate` replaces (its own line names the rate trained with)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("Learning rate set to")
+
+
+logging.getLogger("lightning.pytorch.tuner.lr_finder").addFilter(LightningsRateLine())
+
+
 class UseFoundRate(Callback):
     """After Lightning's ``LearningRateFinder`` (earlier among the callbacks): the optimiser
     and scheduler built again with the rate found, and the rate written into the run's
@@ -185,11 +198,26 @@ class UseFoundRate(Callback):
             return
         self.rate = pl_module.learning_rate = float(rate)
         trainer.strategy.setup_optimizers(trainer)
+        if trainer.is_global_zero:
+            print(f"Learning rate set to {self.rate:.4g} (the finder's suggestion)", flush=True)
         config = Path(trainer.log_dir or ".") / "config.yaml"
         if trainer.is_global_zero and config.is_file():
             saved = yaml.safe_load(config.read_text())
             set_rate(saved, self.rate)
             write_atomically(config, yaml.safe_dump(saved, sort_keys=False))
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        # Lightning gives the loggers the hyperparameters the task began with, after
+        # on_fit_start (where the finder ran); a TensorBoard or CSV logger's hparams.yaml, which
+        # it writes from that copy, is to hold the rate trained with.
+        if self.rate is None:
+            return
+        for logger in trainer.loggers:
+            if isinstance(getattr(logger, "hparams", None), dict):
+                logger.hparams.update(pl_module.hparams)
+                written = Path(logger.log_dir or ".") / "hparams.yaml"
+                if trainer.is_global_zero and written.is_file():
+                    save_hparams_to_yaml(written, logger.hparams)
 
 
 def set_rate(config: dict[str, Any], rate: float) -> None:

@@ -26,7 +26,7 @@ def test_lr_find_writes_its_figure_and_prints_the_fit_command(run_cli, tmp_path,
     assert command.endswith(f"{RATE} {rate:.3g}")
 
 
-def test_the_finder_callback_trains_with_the_rate_it_found(run_cli, tmp_path):
+def test_the_finder_callback_trains_with_the_rate_it_found(run_cli, tmp_path, capsys):
     cli = run_cli(
         "fit", "--config", MLP, "--trainer.max_epochs", "1", *NO_TEST,
         "--trainer.callbacks+=LearningRateFinder",
@@ -52,6 +52,11 @@ def test_the_finder_callback_trains_with_the_rate_it_found(run_cli, tmp_path):
     assert hyper["lr"] == pytest.approx(rate)
     # What TensorBoard's hyperparameters tab is given (experiments/report.py).
     assert flat_hparams(cli.resolved_config())["optimizer.lr"] == pytest.approx(rate)
+    hparams = yaml.safe_load((run / "hparams.yaml").read_text())
+    assert hparams["optimizer"]["init_args"]["lr"] == pytest.approx(rate)
+    # The console names the rate trained with, not Lightning's own suggestion.
+    (line,) = [line for line in capsys.readouterr().out.splitlines() if "Learning rate set" in line]
+    assert line == f"Learning rate set to {rate:.4g} (the finder's suggestion)"
 
 
 class FixedRate(torch.optim.SGD):
