@@ -187,7 +187,9 @@ def table_columns(table: Any, features: Sequence[str]) -> np.ndarray:
     if len(bad[0]):
         row, column = int(bad[0][0]), features[int(bad[1][0])]
         given = frame[column].iloc[row]
-        raise InputError(f"row {row}, column {column!r}: {given!r} is not a number")
+        if pd.isna(given):  # NaN or None: as the CSV reader says it
+            raise InputError(f"row {row}, column {column!r}: a missing value")
+        raise InputError(f"row {row}, column {column!r}: {str(given)!r} is not a number")
     return values.to_numpy(dtype=np.float32)
 
 

@@ -63,6 +63,7 @@ def test_inputs_that_do_not_fit_are_refused_in_one_line(csv_run):
         ),
         (table[FEATURES].to_numpy()[:, :3], "inputs of shape [6, 3]: this run takes [N, 4]"),
         (table.assign(depth=["x"] * len(table)), "row 0, column 'depth': 'x' is not a number"),
+        (table.assign(depth=[float("nan")] * len(table)), "row 0, column 'depth': a missing value"),
     ]:
         with pytest.raises(InputError) as refused:
             predictor(given)
