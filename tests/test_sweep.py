@@ -201,6 +201,12 @@ def test_a_storage_that_cannot_be_reached_is_named_with_the_reason(tmp_path, mon
         "error: --storage postgresql://someone:***@127.0.0.1:1/nothing: cannot reach it: "
     )
     assert "secret" not in line
+    # Given in the environment instead, the message names the variable, not an option.
+    monkeypatch.setenv("EXPERIMENTS_STORAGE", url)
+    assert sweep_main([str(sweep_file(tmp_path))]) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith("error: $EXPERIMENTS_STORAGE postgresql://someone:***@127.0.0.1:1/")
+    assert "secret" not in line
 
 
 def test_a_sweep_file_changed_under_an_existing_study_is_refused(tmp_path, monkeypatch, capsys):

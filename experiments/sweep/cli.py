@@ -39,7 +39,6 @@ def arguments(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--workers", type=int, default=1, help="trials at once on this machine")
     parser.add_argument(
         "--storage",
-        default=os.environ.get(STORAGE),
         help="a database URL for the study (postgresql://user@host/db), for workers on several "
         f"machines; also read from ${STORAGE}, which keeps a password in it off the command "
         "line (libpq's ~/.pgpass and $PGPASSWORD work too); "
@@ -50,6 +49,10 @@ def arguments(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--worker", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--root", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    # Messages name the storage as the user gave it: the option, or the environment variable.
+    args.storage_given_as = "--storage"
+    if args.storage is None and os.environ.get(STORAGE):
+        args.storage, args.storage_given_as = os.environ[STORAGE], f"${STORAGE}"
     if args.workers < 1:
         parser.error(f"--workers must be at least 1, got {args.workers}")
     if args.trials is not None and args.trials < 1:
@@ -109,7 +112,7 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(
             f"no study {sweep.name!r} in {sweep_dir / study.JOURNAL}: run the sweep first"
         )
-    where = study.storage(args.storage, sweep_dir)
+    where = study.storage(args.storage, sweep_dir, args.storage_given_as)
     the_study = study.open_study(sweep, where, args.storage, create=leading and not args.report)
     sweep_dir.mkdir(parents=True, exist_ok=True)
     target = sweep.trials
@@ -177,7 +180,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from experiments.sweep.study import shown
 
         return exit_status(
-            UserError(f"--storage {shown(args.storage)}: {cause(error)}", exit_code=1)
+            UserError(f"{args.storage_given_as} {shown(args.storage)}: {cause(error)}", exit_code=1)
         )
 
 

@@ -39,8 +39,9 @@ def shown(url: str) -> str:
         return url
 
 
-def storage(url: str | None, sweep_dir: Path) -> BaseStorage:
-    """The study's storage: the sweep directory's journal file, or the database at ``url``.
+def storage(url: str | None, sweep_dir: Path, given_as: str = "--storage") -> BaseStorage:
+    """The study's storage: the sweep directory's journal file, or the database at ``url``
+    (``given_as`` names where the user gave it, for messages).
 
     The database's connections are checked before each use (SQLAlchemy's ``pool_pre_ping``),
     so that one closed by a server restart is replaced rather than failing a call, and its
@@ -63,7 +64,7 @@ def storage(url: str | None, sweep_dir: Path) -> BaseStorage:
                 )
         except ImportError:
             raise UserError(
-                f"--storage {shown(url)}: its database driver is not installed; for PostgreSQL: "
+                f"{given_as} {shown(url)}: its database driver is not installed; for PostgreSQL: "
                 "pip install 'lightning-experiments[postgres]' (psycopg)"
             ) from None
         except Exception as error:  # SQLAlchemy and its drivers raise many kinds
@@ -71,10 +72,10 @@ def storage(url: str | None, sweep_dir: Path) -> BaseStorage:
                 why = database.cause(error)
                 if "password" in why:
                     why += " (give it in ~/.pgpass or $PGPASSWORD, not in the URL)"
-                raise UserError(f"--storage {shown(url)}: cannot reach it: {why}") from None
+                raise UserError(f"{given_as} {shown(url)}: cannot reach it: {why}") from None
             if not creating_together(error) or attempt == CREATION_TRIES - 1:
                 raise UserError(
-                    f"--storage {shown(url)}: cannot set up Optuna's tables in it: "
+                    f"{given_as} {shown(url)}: cannot set up Optuna's tables in it: "
                     f"{database.cause(error)}"
                 ) from None
             # Another machine made the tables a moment ago: they are there on the next try.
