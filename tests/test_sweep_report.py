@@ -1,5 +1,6 @@
 """A sweep's report, from studies made here: its table, its best trial and its plots."""
 
+import shlex
 import warnings
 from pathlib import Path
 
@@ -88,6 +89,18 @@ def test_a_running_trial_its_worker_let_go_is_listed_as_stopped_on_every_machine
     text = report.summary(the_study, sweep, sweep_dir, 6)
     listed = {line.split()[0]: line.split()[1] for line in text.splitlines() if line[:1].isdigit()}
     assert listed == {"0": "stopped", "1": "running"}
+
+
+def test_the_best_trial_of_another_machine_is_trained_again_from_its_settings(tmp_path):
+    # No run directory here (no shared disk): no best.yaml to name, but its settings are known.
+    the_study, sweep, sweep_dir = made(tmp_path, [(TrialState.COMPLETE, 0.1, "[20]", [0.9])])
+    report.write(the_study, sweep, sweep_dir)
+    assert not (sweep_dir / report.BEST).exists()
+    (line,) = [line for line in report.summary(the_study, sweep, sweep_dir, 6).splitlines()
+               if line.startswith("Again:")]  # fmt: skip
+    command = shlex.split(line.removeprefix("Again:"))
+    assert command[:6] == ["python", "-m", "experiments", "fit", "--config", str(sweep.config)]
+    assert command[-4:] == [f"--{LR}", "0.1", f"--{HIDDEN}", "[20]"]
 
 
 def test_parameters_png_marks_pruned_trials_apart_and_averages_the_complete_ones(tmp_path):

@@ -8,6 +8,7 @@ new run, to the same score on the same machine.
 
 import fcntl
 import os
+import shlex
 import socket
 import statistics
 from pathlib import Path
@@ -204,11 +205,20 @@ def summary(study: optuna.Study, sweep: Sweep, sweep_dir: Path, target: int) -> 
             "",
             f"Best:        trial {trial.number}, {sweep.metric} {score:.4f}: {settings}",
             *([f"Ties:        {tie}"] if (tie := tie_text(study, sweep)) else []),
-            f"Again:       python -m experiments fit --config {sweep_dir / BEST}",
+            f"Again:       {again(trial, sweep, sweep_dir)}",
             f"Plots:       {sweep_dir / HISTORY}, {sweep_dir / PARAMETERS}",
             f"TensorBoard: tensorboard --logdir {sweep_dir}",
         ]
     return "\n".join(lines)
+
+
+def again(trial: FrozenTrial, sweep: Sweep, sweep_dir: Path) -> str:
+    """The command that trains ``trial`` again: from ``best.yaml`` where its run is here, else
+    (it ran on another machine, where its run and ``best.yaml`` are) from its settings."""
+    if RunPath.of(sweep_dir, trial.number).config.is_file():
+        return f"python -m experiments fit --config {sweep_dir / BEST}"
+    params = {key: sweep.space[key].decode(value) for key, value in trial.params.items()}
+    return shlex.join(["python", "-m", "experiments", "fit", *sweep.trial_args(params)])
 
 
 def best_config(study: optuna.Study, sweep: Sweep, sweep_dir: Path) -> dict[str, Any] | None:
