@@ -25,11 +25,13 @@ class CsvData(FileData):
         header: Whether the file's first line is a header row.
         sample_shape: The shape of each row's features, e.g. ``[1, 8, 8]`` for rows of 64
             pixels; ``null`` keeps them a vector.
-        **kwargs: ``kind``, ``classes``, ``standardize``, ``predict_path`` (a CSV file with the
-            feature columns), and the split and batching, as for :class:`FileData`.
+        **kwargs: ``kind``, ``classes``, ``standardize``, ``standardize_target``,
+            ``predict_path`` (a CSV file with the feature columns), and the split and batching,
+            as for :class:`FileData`.
     """
 
     index_name = "line"  # predictions name each row by its line in the predict file
+    named_features = True
 
     def __init__(
         self,
@@ -74,6 +76,8 @@ class CsvData(FileData):
             raise DataFileError(f"{path}: {str(error).strip().splitlines()[0]}") from None
         if frame.empty:
             raise DataFileError(f"{path}: the file has no rows of data")
+        if names is None and self.header:
+            unnamed(file, frame.columns, path)
         frame.columns = [str(name) for name in frame.columns]
         return frame
 
@@ -106,7 +110,9 @@ class CsvData(FileData):
                     f"{path}: line {line}, column {name!r}: {column.iloc[row]!r} is not a number"
                 )
             frame[name] = values
-        return frame[list(names)].to_numpy(dtype=np.float32)
+        # A copy: pandas may hand out a read-only view of its own block (copy-on-write), and
+        # torch warns of a tensor over memory it must not write.
+        return frame[list(names)].to_numpy(dtype=np.float32, copy=True)
 
     def shaped(self, x: np.ndarray, path: str) -> torch.Tensor:
         tensor = torch.from_numpy(np.ascontiguousarray(x))
@@ -164,6 +170,24 @@ class CsvData(FileData):
 
     def recorded_arguments(self) -> dict[str, Any]:
         return {"features": list(self.features), **super().recorded_arguments()}
+
+
+def unnamed(file: "Any", columns: Sequence[Any], path: str) -> None:
+    """Refuse a header row with a blank name (pandas would call it ``Unnamed: <n>``), so that no
+    column trains under a name the user never wrote."""
+    import pandas as pd
+
+    names = [str(name) for name in columns]
+    if any(name.startswith("Unnamed: ") for name in names):
+        # pandas' names cannot tell a blank from a column truly called so: read the row itself.
+        (row,) = pd.read_csv(file, header=None, nrows=1, dtype=str).to_numpy().tolist()
+        names = ["" if pd.isna(name) else str(name) for name in row]
+    for position, name in enumerate(names, start=1):
+        if not name.strip():
+            raise DataFileError(
+                f"{path}: line 1: column {position} has no name; name every column in the "
+                "header row"
+            )
 
 
 def ragged(error: Exception) -> str:

@@ -100,6 +100,9 @@ class FileData(SplitDataModule):
             in the run's ``config.yaml``.
         standardize: Shift and scale each input feature by its mean and standard deviation on
             the training split.
+        standardize_target: In a regression, train on targets shifted and scaled by their mean
+            and standard deviation on the training split; the metrics, predictions and exports
+            are in the target's own units. Ignored in a classification.
         predict_path: A file of new samples (without targets) for ``predict``; ``null``:
             ``predict`` uses the test split.
         **kwargs: The split and batching: ``val_fraction``, ``test_fraction``, ``batch_size``,
@@ -112,6 +115,7 @@ class FileData(SplitDataModule):
         kind: Kind = "regression",
         classes: list[Label] | None = None,
         standardize: bool = True,
+        standardize_target: bool = True,
         predict_path: str | None = None,
         **kwargs,
     ) -> None:
@@ -122,9 +126,13 @@ class FileData(SplitDataModule):
         self.kind = kind
         self.given_classes = classes
         self.standardize = standardize
+        self.standardize_target = standardize_target
         self.predict_path = predict_path
         self.mean: torch.Tensor | None = None
         self.std: torch.Tensor | None = None
+        self.target_mean: torch.Tensor | None = None
+        self.target_std: torch.Tensor | None = None
+        self.target_scale_restored = False  # from a checkpoint: kept, even as none
         # The files are read when a shape fact is first asked for, as the CLI links them into
         # the network: an error raised there reaches the CLI as it is, while one raised here
         # would come wrapped in jsonargparse's account of every type it tried.
@@ -183,6 +191,7 @@ class FileData(SplitDataModule):
         raise NotImplementedError
 
     index_name = "index"  # the name of the predictions' first column
+    named_features = False  # whether the features are columns a table names
 
     # Labels ---------------------------------------------------------------------------------
 
@@ -234,13 +243,16 @@ class FileData(SplitDataModule):
         return self.contents.x, self.contents.y
 
     def prepare(self, splits: dict[str, TensorBatches]) -> dict[str, TensorBatches]:
+        # The targets are served in their own units: the task scales them for its loss
+        # (target_scale), so that metrics and predictions need no undoing.
+        train_x, train_y = splits["train"].tensors
+        fitted = self.target_mean is not None or self.target_scale_restored
+        if self.kind == "regression" and self.standardize_target and not fitted:
+            self.target_mean, self.target_std = mean_and_spread(train_y)
         if not self.standardize:
             return dict(splits)
         if self.mean is None or self.std is None:
-            train = splits["train"].tensors[0]
-            self.mean = train.mean(dim=0)
-            # A feature that never varies in training is left as it is, only shifted.
-            self.std = torch.where(train.std(dim=0) > 0, train.std(dim=0), torch.ones(()))
+            self.mean, self.std = mean_and_spread(train_x)
         return {
             name: TensorBatches(self.scaled(split.tensors[0]), *split.tensors[1:])
             for name, split in splits.items()
@@ -250,6 +262,14 @@ class FileData(SplitDataModule):
         if not self.standardize or self.mean is None or self.std is None:
             return x
         return (x - self.mean.to(x.device)) / self.std.to(x.device)
+
+    @property
+    def target_scale(self) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """The regression targets' mean and standard deviation that the loss scales them by;
+        ``None`` where the targets are not scaled."""
+        if self.target_mean is None or self.target_std is None:
+            return None
+        return self.target_mean, self.target_std
 
     def predict_data(self) -> TensorBatches:
         """The predict file's samples, scaled as in training; without one, the test split."""
@@ -273,9 +293,16 @@ class FileData(SplitDataModule):
         return recorded
 
     def state_dict(self) -> dict[str, Any]:
-        state: dict[str, Any] = {"features": self.feature_names(), "classes": self.classes}
+        state: dict[str, Any] = {
+            "features": self.feature_names(),
+            "classes": self.classes,
+            "input_shape": list(self.input_shape),
+            "named_features": self.named_features,
+        }
         if self.mean is not None and self.std is not None:
             state |= {"mean": self.mean.cpu(), "std": self.std.cpu()}
+        if self.target_scale is not None:
+            state |= {"target_mean": self.target_mean.cpu(), "target_std": self.target_std.cpu()}
         return state
 
     def mismatch(self, state: dict[str, Any]) -> str | None:
@@ -294,12 +321,24 @@ class FileData(SplitDataModule):
         reason = self.mismatch(state_dict)
         if reason is not None:
             raise DataFileError(f"the checkpoint was {reason}")
+        # The statistics the run was trained with, whatever the file holds now; a checkpoint
+        # from before targets were scaled has none for them, and its network predicts in the
+        # target's units.
+        self.target_mean = state_dict.get("target_mean")
+        self.target_std = state_dict.get("target_std")
+        self.target_scale_restored = True
         if "mean" in state_dict and "std" in state_dict:
-            # The statistics the run was trained with, whatever the file holds now.
             self.mean, self.std = state_dict["mean"], state_dict["std"]
             if self.raw_splits:
                 self.splits = {}
                 self.setup("fit")
+
+
+def mean_and_spread(values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-column mean and standard deviation; 1 where a column never varies, which is then
+    only shifted."""
+    spread = values.std(dim=0)
+    return values.mean(dim=0), torch.where(spread > 0, spread, torch.ones(()))
 
 
 def plain(label: Any) -> Label:

@@ -19,8 +19,9 @@ class ArrayData(FileData):
         x_key: The name of the inputs' array.
         y_key: The name of the targets' array: labels for a classification, numbers (``[N]``
             or ``[N, outputs]``) for a regression.
-        **kwargs: ``kind``, ``classes``, ``standardize``, ``predict_path`` (an ``.npz`` file
-            with an ``x_key`` array), and the split and batching, as for :class:`FileData`.
+        **kwargs: ``kind``, ``classes``, ``standardize``, ``standardize_target``,
+            ``predict_path`` (an ``.npz`` file with an ``x_key`` array), and the split and
+            batching, as for :class:`FileData`.
     """
 
     def __init__(self, path: str, x_key: str = "x", y_key: str = "y", **kwargs) -> None:

@@ -1,7 +1,9 @@
 """What a run's Trainer is made of besides the user's own Trainer arguments.
 
 * The user's callbacks come first, as given; then the project's: the random state kept in
-  checkpoints, the stop at an epoch's end on Ctrl-C or SIGTERM, the check for a diverging loss;
+  checkpoints, the stop at an epoch's end on Ctrl-C or SIGTERM, the check for a diverging loss,
+  unless the user set ``log_every_n_steps``, a logging interval no longer than an epoch, and,
+  after a user's ``LearningRateFinder``, the rate it found put to use (experiments/lrfind.py);
   then the command line's groups: ``--checkpoint.*`` (unless the user turned checkpointing
   off), ``--figures.*``, and ``--predictions.*`` for ``predict`` only, where it acts; then,
   unless the user chose their own or turned them off, the model summary without its empty
@@ -13,10 +15,12 @@
 from collections.abc import Sequence
 from typing import Any
 
-from lightning.pytorch.callbacks import Callback, ModelSummary, ProgressBar
+from lightning.pytorch.callbacks import Callback, LearningRateFinder, ModelSummary, ProgressBar
 
 from experiments.checkpoint import RandomState, SafeCheckpointIO
 from experiments.interrupt import StopOnSignal
+from experiments.lrfind import UseFoundRate
+from experiments.rundir import StepPointEveryEpoch
 from experiments.sanity import FiniteLoss
 from experiments.terminal import EpochLines, Summary, output_is_terminal
 
@@ -43,6 +47,8 @@ def callbacks(
 ) -> list[Callback]:
     """The callbacks of the run's Trainer, in the order the module doc gives."""
     chosen = [RandomState(), stop_on_signal, FiniteLoss()]
+    if trainer_config.get("log_every_n_steps") is None:
+        chosen.append(StepPointEveryEpoch())
     for name, callback in groups.items():
         if GROUPS[name] is not None and subcommand not in GROUPS[name]:
             continue
@@ -50,6 +56,8 @@ def callbacks(
             continue  # the Trainer refuses to start with a checkpoint callback and this setting
         chosen.append(callback)
     users = as_list(trainer_config.get("callbacks"))
+    if subcommand == "fit" and any(isinstance(c, LearningRateFinder) for c in users):
+        chosen.append(UseFoundRate())  # after the finder: the rate it found into the optimizer
     # Lightning adds its own summary and bar only where the callbacks hold none: these take
     # their places, and a user's own summary or bar is left to act alone.
     bare = bool(trainer_config.get("barebones"))  # Lightning refuses both there

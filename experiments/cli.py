@@ -1,4 +1,5 @@
-"""``python -m experiments {fit,validate,test,predict}``: LightningCLI with the project's policy.
+"""``python -m experiments {fit,validate,test,predict,export,lr_find}``: LightningCLI with the
+project's policy.
 
 :class:`ExperimentCLI` is the one place that decides the project's policies, each hook a line or
 a few that name the module holding the policy's body:
@@ -32,12 +33,23 @@ from typing import Any
 import yaml
 from jsonargparse import Namespace
 from lightning.pytorch import Trainer
-from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.callbacks import Callback, LearningRateFinder
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.utilities import rank_zero_only
 
 from datamodules import SplitDataModule
-from experiments import assembly, fastpath, namedrun, options, report, resume, rundir, threads
+from experiments import (
+    assembly,
+    export,
+    fastpath,
+    lrfind,
+    namedrun,
+    options,
+    report,
+    resume,
+    rundir,
+    threads,
+)
 from experiments.checkpoint import SafeCheckpointIO
 from experiments.errors import UserError, exit_status
 from experiments.fastpath.undo import Undo
@@ -47,6 +59,7 @@ from experiments.parser import BUILD_ERRORS, ExperimentParser, build_error
 from experiments.runpath import experiment_name, log_root
 from experiments.sanity import check_config, check_run, check_writable
 from experiments.settings import flat_hparams
+from experiments.trainer import ExperimentTrainer
 from models import Task
 
 # The data are tensors already in memory: worker processes would only add start-up and copying,
@@ -54,6 +67,10 @@ from models import Task
 warnings.filterwarnings("ignore", message=r".*does not have many workers.*")
 # Resuming continues in the run's own checkpoints folder, so its files are expected there.
 warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
+# An epoch of fewer batches than log_every_n_steps: the epoch's values are logged all the same,
+# and step values every that many steps across epochs; where the user set no interval, one
+# no longer than an epoch is set (rundir.StepPointEveryEpoch). Nothing for the user to fix.
+warnings.filterwarnings("ignore", message=r"The number of training batches .* logging interval")
 # Lightning 2.6.6 calls a torch.utils._pytree API that torch 2.13 deprecates; not for users to fix.
 warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
 
@@ -86,6 +103,8 @@ class ExperimentCLI(LightningCLI):
         free one, ``run_lock`` is that run's lock, already held, ``extra_callbacks`` join
         the Trainer's, and ``on_signal`` is told of a Ctrl-C or SIGTERM that stops training."""
         kwargs.setdefault("seed_everything_default", 0)
+        kwargs.setdefault("trainer_class", ExperimentTrainer)  # with export and lr_find
+        self.argv: list[str] = []  # the command line, for the commands that lr_find prints
         self.stop_on_signal = StopOnSignal(pass_on=on_signal)
         self.checkpoint_io = SafeCheckpointIO()
         self.found: resume.Resolved | None = None  # the --ckpt_path file and its run
@@ -129,6 +148,15 @@ class ExperimentCLI(LightningCLI):
 
     # Options -------------------------------------------------------------------------------
 
+    @staticmethod
+    def subcommands() -> dict[str, set[str]]:
+        """Lightning's four, and ``export`` and ``lr_find`` (:class:`ExperimentTrainer`)."""
+        return {
+            **LightningCLI.subcommands(),
+            "export": {"model", "datamodule"},
+            "lr_find": {"model", "datamodule"},
+        }
+
     def init_parser(self, **kwargs: Any) -> LightningArgumentParser:
         parser = super().init_parser(**kwargs)
         options.explain_config(parser)
@@ -153,6 +181,7 @@ class ExperimentCLI(LightningCLI):
         if subcommand is None or not isinstance(args, list | tuple | None):
             return
         argv = list(sys.argv[1:] if args is None else args)
+        self.argv = argv
         choice = namedrun.choose(self.config[subcommand], subcommand, argv)
         self.found = choice.found
         if choice.version is not None:
@@ -173,6 +202,16 @@ class ExperimentCLI(LightningCLI):
         root = log_root(config.trainer.default_root_dir)
         check_writable(root)
         run = {"version": self.run_version} if self.run_version is not None else {}
+        if self.subcommand == "lr_find" and config.get("ckpt_path") is not None:
+            raise UserError(
+                f"lr_find starts a new run from the config; it takes no --ckpt_path "
+                f"(given: {config.ckpt_path})"
+            )
+        if self.subcommand == "export" and config.get("ckpt_path") is None:
+            raise UserError(
+                "export needs a trained run: --ckpt_path best|last|FILE, or the run's "
+                "config.yaml as --config"
+            )
         if config.get("ckpt_path") is not None:
             run |= self.load_checkpoint(config, root)
         rundir.log_with_run_logger(config.trainer, root, config.experiment, **run)
@@ -261,9 +300,16 @@ class ExperimentCLI(LightningCLI):
         if config.fast_path:
             self.remove_fast_path = fastpath.install(self.trainer, self.model)
 
-    before_validate = before_test = before_predict = check_before_running
+    before_validate = before_test = before_predict = before_export = check_before_running
+
+    def before_lr_find(self) -> None:
+        lrfind.check(self.resolved_config()["model"], self.model)
+        self.check_before_running()
+        report.run_directory(self.trainer)
 
     def before_fit(self) -> None:
+        if any(isinstance(c, LearningRateFinder) for c in self.trainer.callbacks):
+            lrfind.check(self.resolved_config()["model"], self.model)
         self.check_before_running()
         if self.run_lock is None:  # held while training, by the first process
             self.run_lock = self.own_lock = rundir.lock_run(self.trainer)
@@ -271,6 +317,9 @@ class ExperimentCLI(LightningCLI):
 
     def after_fit(self) -> None:
         trainer = self.trainer
+        for callback in trainer.callbacks:
+            if isinstance(callback, lrfind.UseFoundRate) and callback.rate is not None:
+                lrfind.set_rate(self.resolved_config(), callback.rate)  # the HParams tab's
         if self.stop_on_signal.received is not None:
             report.interrupted(trainer, self.stop_on_signal.received, self.config.fit)
         results = report.fit_results(trainer)
@@ -291,6 +340,14 @@ class ExperimentCLI(LightningCLI):
     @rank_zero_only
     def after_predict(self) -> None:
         report.predictions(self.trainer)
+
+    @rank_zero_only
+    def after_export(self) -> None:
+        print(export.report(self.trainer.exported), flush=True)
+
+    @rank_zero_only
+    def after_lr_find(self) -> None:
+        print(lrfind.report(self.trainer.found_rate, self.argv), flush=True)
 
     def summarise(self, results: report.Results) -> None:
         """Fill TensorBoard's hyperparameters tab and print the summary (first process only)."""

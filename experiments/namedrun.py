@@ -39,6 +39,14 @@ def choose(config: Namespace, subcommand: str, argv: Sequence[str]) -> Choice:
     configs = [Path(str(path)) for path in config.get("config") or []]
     named = next((run for run in map(RunPath.of_config, configs) if run), None)
     ckpt_path = config.get("ckpt_path")
+    if subcommand == "lr_find":  # a new run of the experiment, from the config alone
+        if named is not None:
+            # The fit command it prints would continue that run, not train a new one.
+            raise UserError(
+                f"lr_find takes an experiment's YAML, not the config.yaml of the run {named}: "
+                "copy it to a YAML file of its own to start new runs from it"
+            )
+        return Choice()
     if ckpt_path is None and named is not None:
         # The run named by its config: continue it, or evaluate its best checkpoint, in it.
         found = named.checkpoint("last" if subcommand == "fit" else "best")

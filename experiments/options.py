@@ -22,7 +22,7 @@ from experiments.runpath import BEST_FILENAME
 
 EXPERIMENTS_DIR = Path(__file__).resolve().parent
 DEFAULT_EXPERIMENT = "mlp_classification"
-SUBCOMMANDS = ("fit", "validate", "test", "predict")
+SUBCOMMANDS = ("fit", "validate", "test", "predict", "export", "lr_find")
 # Shape facts the CLI copies from the datamodule into the network and the task.
 LINKED = {
     "data.input_shape": "model.init_args.network.init_args.input_shape",
@@ -59,6 +59,10 @@ SUBCOMMAND_HELP = {
     "test": "Evaluate a run's checkpoint on the test split (--ckpt_path best|last|FILE).",
     "predict": "Write predictions.csv into a run: of the test split, or of the file "
     "--data.init_args.predict_path.",
+    "export": "Write a run's checkpoint (--ckpt_path best|last|FILE) as an ONNX, TorchScript or "
+    "torch.export file in <run>/exports/, preprocessing inside, checked on the test split.",
+    "lr_find": "Find a learning rate for the config's optimizer with Lightning's finder; write "
+    "its figure into a run of its own and print the fit command that uses it.",
 }
 
 

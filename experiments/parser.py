@@ -76,10 +76,12 @@ def condense(message: str, options: list[str] | None = None) -> str:
     lines = [line for line in lines if line]
     if not lines:
         return message.strip()
-    unknown = re.match(r"Unrecognized arguments: (\S+)", lines[0])
+    # jsonargparse wrote "Unrecognized" up to 4.46 and "unrecognized" (argparse's word) since.
+    unknown = re.match(r"[Uu]nrecognized arguments: (\S+)", lines[0])
     if unknown:
         option = unknown.group(1).split("=")[0]
         close = difflib.get_close_matches(option, options or [], n=1, cutoff=0.75)
+        close = close or task_argument_path(option)
         hint = f" (did you mean {close[0]}?)" if close else " (see --help for the options)"
         return f"unknown option {option}{hint}"
     keys = re.findall(r'Parser key "([^"]+)"', message)
@@ -94,6 +96,8 @@ def condense(message: str, options: list[str] | None = None) -> str:
     if class_paths and about_class and class_paths[-1] not in reason:
         reason = f"class_path '{class_paths[-1]}': {reason}"
     where = ".".join(dict.fromkeys(keys))
+    if where == "threads" and given:  # jsonargparse names only the Literal of int | "auto"
+        return f"--threads must be a positive integer or auto, got {given.group(1).strip()!r}"
     known = known_cause(where, message, class_paths[-1] if class_paths else None, reason)
     if known is not None:
         return known
@@ -102,6 +106,19 @@ def condense(message: str, options: list[str] | None = None) -> str:
     if shown and "Namespace(" not in shown and "NestedArg(" not in shown and shown not in text:
         text += f" (given: {shown})"
     return text
+
+
+def task_argument_path(option: str) -> list[str]:
+    """The full option for one that starts at a task's argument, as jsonargparse's help of a
+    class once printed them: ``--network.hidden_sizes`` is
+    ``--model.init_args.network.init_args.hidden_sizes``."""
+    from models import Task
+
+    first, _, rest = option.removeprefix("--").partition(".")
+    if first not in inspect.signature(Task.__init__).parameters or first == "self":
+        return []
+    inner = f".init_args.{rest.removeprefix('init_args.')}" if rest else ""
+    return [f"--model.init_args.{first}{inner}"]
 
 
 def load_class(class_path: str) -> type | None:
@@ -324,6 +341,18 @@ def build_error(error: Exception) -> UserError:
     return UserError(f"cannot build the experiment: {condense(str(error))}")
 
 
+def help_option(description: str | None, nested_key: str | None) -> str | None:
+    """For the parser that prints a class's help (``--<key>.help CLASS``), the key as the
+    command line typed it (``model.init_args.network``); ``None`` for any other parser."""
+    if not nested_key or not (description or "").startswith(f"Help for --{nested_key}.help="):
+        return None
+    for arg in reversed(_argv):
+        typed = re.fullmatch(r"--([\w.]+)\.help(=.*)?", arg)
+        if typed and typed.group(1).split(".")[-1] == nested_key.split(".")[-1]:
+            return typed.group(1)
+    return None
+
+
 class ExperimentParser(LightningArgumentParser):
     """``LightningArgumentParser`` that reports a rejected command line in one line."""
 
@@ -334,6 +363,19 @@ class ExperimentParser(LightningArgumentParser):
         if Path(sys.argv[0]).name == "__main__.py" and not args and "prog" not in kwargs:
             kwargs["prog"] = PROGRAM
         super().__init__(*args, **kwargs)
+
+    def add_class_arguments(
+        self, theclass: Any, nested_key: str | None = None, *args: Any, **kwargs: Any
+    ) -> list[str]:
+        # jsonargparse prints the help of ``--model.init_args.network.help CLASS`` with a parser
+        # of its own, whose keys start at the option's last part (``--network.hidden_sizes``,
+        # _ActionHelpClassPath.print_help): nothing a user can type. Its keys start here where
+        # the option does, as typed, so that the help names what the command line takes.
+        typed = help_option(self.description, nested_key)
+        if typed is not None:
+            self.description = self.description.replace(f"--{nested_key}.help", f"--{typed}.help")
+            nested_key = f"{typed}.init_args"
+        return super().add_class_arguments(theclass, nested_key, *args, **kwargs)
 
     def add_method_arguments(self, *args: Any, **kwargs: Any) -> list[str]:
         # The Trainer's own help for these two speaks of Lightning's registry and of unsafe

@@ -6,7 +6,6 @@ belongs to that run. Resuming or evaluating happens in the run the checkpoint be
 its curves continue and its results stay together.
 """
 
-import pickle
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,8 +13,9 @@ from typing import Any
 import torch
 from lightning.pytorch.utilities import rank_zero_info
 
-from experiments.errors import UserError, first_line
+from experiments.errors import UserError
 from experiments.runpath import LAST, RunPath, runs_of
+from models.loading import CheckpointError, read_checkpoint
 
 
 @dataclass
@@ -105,29 +105,10 @@ def load(path: Path) -> dict[str, Any]:
     as the complete file that was there when it was opened.
     """
     with path.open("rb") as file:
-        magic = file.read(4)
-        # torch.save writes a zip archive; files from torch < 1.6 start with a pickle protocol byte
-        if magic != b"PK\x03\x04" and magic[:1] != b"\x80":
-            raise UserError(f"{path}: not a checkpoint file (not in PyTorch's format)")
-        file.seek(0)
         try:
-            checkpoint = torch.load(file, map_location="cpu", weights_only=True)
-        except pickle.UnpicklingError as error:
-            if "Weights only load failed" not in str(error):
-                raise UserError(
-                    f"{path}: not a readable checkpoint ({first_line(error)})"
-                ) from error
-            raise UserError(
-                f"{path}: refused: it holds pickled code or objects, not only tensors and plain "
-                "values; nothing in it was run"
-            ) from error
-        except Exception as error:  # torch reports damaged files with many exception types
-            raise UserError(
-                f"{path}: not a readable checkpoint, truncated or damaged ({first_line(error)})"
-            ) from error
-    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
-        raise UserError(f"{path}: not a Lightning checkpoint (it has no state_dict)")
-    return checkpoint
+            return read_checkpoint(path, file)
+        except CheckpointError as error:
+            raise UserError(str(error)) from error
 
 
 def find_and_load(

@@ -24,8 +24,10 @@ import socket
 import time
 from pathlib import Path
 
+import yaml
 from jsonargparse import Namespace
 from lightning.pytorch import LightningModule, Trainer
+from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.cli import SaveConfigCallback
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_only
@@ -156,6 +158,17 @@ class RunLogger(TensorBoardLogger):
         super().finalize(status)
 
 
+class StepPointEveryEpoch(Callback):
+    """Where the user set no ``log_every_n_steps``, lowers Lightning's default of 50 to the
+    number of training batches of an epoch where that is smaller, so that the curves of a small
+    data set still get a point per epoch at the step level; a value the user set is kept."""
+
+    def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        batches = trainer.num_training_batches
+        if batches != float("inf") and 0 < batches < trainer.log_every_n_steps:
+            trainer.log_every_n_steps = int(batches)
+
+
 def log_with_run_logger(trainer: Namespace, save_dir: Path, experiment: str, **run: int) -> None:
     """Make the Trainer's logger in ``trainer`` (its config) a :class:`RunLogger` of the
     experiment's runs under ``save_dir`` (the run's ``version`` and ``purge_step`` given in
@@ -166,14 +179,21 @@ def log_with_run_logger(trainer: Namespace, save_dir: Path, experiment: str, **r
         trainer.logger = Namespace(class_path=RUN_LOGGER, init_args=Namespace(**logger_args, **run))
 
 
+# The Trainer's limits that a resumed fit may raise: the run is then trained that far.
+LIMITS = ("max_epochs", "max_steps")
+
+
 class KeepExistingConfig(SaveConfigCallback):
-    """Saves ``config.yaml`` into a new run; a resumed or evaluated run keeps the one it has."""
+    """Saves ``config.yaml`` into a new run; a resumed or evaluated run keeps the one it has,
+    but for the limits (:data:`LIMITS`) of a fit that trains the run further."""
 
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         log_dir = trainer.log_dir  # a broadcast from the first process: every process asks
         exists = trainer.is_global_zero and (Path(log_dir) / self.config_filename).is_file()
         if trainer.strategy.broadcast(exists):
             self.already_saved = True
+            if stage == "fit" and trainer.is_global_zero:
+                self.raise_limits(Path(log_dir) / self.config_filename)
             return
         # What the data found in its file (the classes of a classification, the feature
         # columns) is part of the run's config: later commands read it from there.
@@ -198,3 +218,17 @@ class KeepExistingConfig(SaveConfigCallback):
             write_atomically(Path(log_dir) / self.config_filename, text)
             self.save_config(trainer, pl_module, stage)
         self.already_saved = trainer.strategy.broadcast(True)
+
+    def raise_limits(self, path: Path) -> None:
+        """Write this fit's limits into the run's ``config.yaml`` where they differ, so that
+        the config says how far the run was trained (for the runs table, TensorBoard's
+        hyperparameters, and ``--config <run>/config.yaml``)."""
+        saved = yaml.safe_load(path.read_text())
+        trainer = saved.get("trainer") if isinstance(saved, dict) else None
+        if not isinstance(trainer, dict):
+            return
+        given = {key: self.config.get(f"trainer.{key}") for key in LIMITS}
+        changed = {key: value for key, value in given.items() if trainer.get(key) != value}
+        if changed:
+            trainer.update(changed)
+            write_atomically(path, yaml.safe_dump(saved, sort_keys=False))

@@ -1,16 +1,20 @@
 """``python -m experiments.runs``: the runs under ``lightning_logs/`` as a table, to compare them.
 
 For every ``<experiment>/version_<n>`` directory it reads the TensorBoard event files and shows
-the epochs trained, the best ``val/loss`` and the main metric (accuracy for classification,
-R² for regression) at its best epoch and on the test split when the run was tested, and what
-stopped a run early and after which epoch (``EarlyStopping@7``). Then come the settings, from
-each run's ``config.yaml``, that differ between the listed runs of one experiment: a GRU run
-and an LSTM run of ``recurrent`` show a ``network.cell`` column.
+when the run started, how long it trained, the epochs trained, the best ``val/loss`` and the
+main metric (accuracy for classification, R² for regression) at its best epoch and on the test
+split when the run was tested, and what stopped a run early and after which epoch
+(``EarlyStopping@7``). Then come the settings, from each run's ``config.yaml``, that differ
+between the listed runs of one experiment: a GRU run and an LSTM run of ``recurrent`` show a
+``network.cell`` column. A long value is shortened (``[30: width, heigh…]``); the run's
+``config.yaml`` holds it whole.
 """
 
 import argparse
+import ast
 import logging
 import sys
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +22,7 @@ from typing import Any
 
 import yaml
 
+from experiments.errors import UserError, exit_status
 from experiments.runpath import RunPath, all_runs
 from experiments.settings import HParam, flat_settings
 from experiments.tables import table
@@ -26,6 +31,7 @@ MAIN_METRICS = ("acc", "r2")
 # What the report writes into the hyperparameters tab about an early stop.
 STOPPED_BY, STOPPED_AT = "stopped_by", "stopped_early_after_epoch"
 Scalars = dict[str, list[tuple[int, float]]]
+WIDEST = 20  # characters of a setting's value in the table; the table fits 100-120 columns
 
 
 def read_scalars(directory: Path) -> Scalars:
@@ -112,6 +118,25 @@ class Run:
     test_metric: float | None
     stopped: str | None = None
     settings: dict[str, HParam] = field(default_factory=dict)
+    started: float | None = None  # seconds since the epoch, when the run's first process began
+    seconds: float | None = None  # time spent training, over all its processes
+
+
+def timing(events: Any, directory: Path) -> tuple[float | None, float | None]:
+    """When the run started, and how long its processes wrote, from its event files: each
+    process (the first, and each resume) writes a file named for the time it opened it, and
+    its last event is when it last wrote. The time between a stop and a resume is not counted."""
+    opened = sorted(event_file_order(path)[0] for path in directory.glob("events.out.tfevents.*"))
+    opened = [moment for moment in opened if moment > 0]
+    if not opened:
+        return None, None
+    last: dict[int, float] = {}  # by the time its process opened its file: its last event
+    for tag in events.Tags().get("scalars", []):
+        for event in events.Scalars(tag):
+            began = max((m for m in opened if m <= event.wall_time + 1), default=opened[0])
+            last[began] = max(last.get(began, 0.0), event.wall_time)
+    seconds = sum(max(0.0, end - began) for began, end in last.items())
+    return float(opened[0]), seconds if last else None
 
 
 def read_run(directory: Path) -> Run:
@@ -130,6 +155,7 @@ def read_run(directory: Path) -> Run:
     at_best = dict(values(f"val/{metric}")).get(best_step) if metric else None
     test = values(f"test/{metric}") if metric else []
     hparams = session_hparams(directory)
+    started, seconds = timing(events, directory)
     stopped = None
     if STOPPED_AT in hparams:
         stopped = f"{hparams.get(STOPPED_BY, 'early')}@{int(hparams[STOPPED_AT])}"
@@ -143,6 +169,8 @@ def read_run(directory: Path) -> Run:
         test_metric=test[-1][1] if test else None,
         stopped=stopped,
         settings=read_settings(directory),
+        started=started,
+        seconds=seconds,
     )
 
 
@@ -163,6 +191,43 @@ def differing(runs: Sequence[Run]) -> list[str]:
     return sorted(names)
 
 
+def brief(value: HParam) -> str:
+    """A setting's value in at most :data:`WIDEST` characters: a long list by its length and
+    first items (``[30: width, heigh…]``), other long text cut with an ellipsis."""
+    text = str(value)
+    if len(text) <= WIDEST:
+        return text
+    try:
+        items = ast.literal_eval(text) if text.startswith("[") else None
+    except (ValueError, SyntaxError):
+        items = None
+    if isinstance(items, list):
+        shown = f"[{len(items)}: {', '.join(str(item) for item in items)}"
+        return shown[: WIDEST - 2] + "…]"
+    return text[: WIDEST - 1] + "…"
+
+
+def started_text(moment: float | None) -> str:
+    """``12-06 16:22`` this year, ``2025-12-06`` for an earlier one: a narrow column."""
+    if moment is None:
+        return "-"
+    local = time.localtime(moment)
+    this_year = local.tm_year == time.localtime().tm_year
+    return time.strftime("%m-%d %H:%M" if this_year else "%Y-%m-%d", local)
+
+
+def duration_text(seconds: float | None) -> str:
+    """``42s``, ``3m05s``, ``2h07m``."""
+    if seconds is None:
+        return "-"
+    whole = round(seconds)
+    if whole < 60:
+        return f"{whole}s"
+    if whole < 3600:
+        return f"{whole // 60}m{whole % 60:02d}s"
+    return f"{whole // 3600}h{whole % 3600 // 60:02d}m"
+
+
 def format_table(runs: Sequence[Run]) -> str:
     """The runs as aligned text columns, then a column per setting that differs."""
 
@@ -171,7 +236,8 @@ def format_table(runs: Sequence[Run]) -> str:
             return "-"
         return str(value) if isinstance(value, int) else f"{value:.{digits}f}"
 
-    header = ["experiment", "version", "epochs", "best val/loss", "metric", "val at best", "test"]
+    header = ["experiment", "version", "started", "took", "epochs", "best val/loss", "metric"]
+    header += ["val at best", "test"]
     header.append("stopped")
     settings = differing(runs)
     header += settings
@@ -179,13 +245,15 @@ def format_table(runs: Sequence[Run]) -> str:
         [
             run.experiment,
             run.version,
+            started_text(run.started),
+            duration_text(run.seconds),
             cell(run.epochs),
             cell(run.best_val_loss),
             run.metric or "-",
             cell(run.best_epoch_metric),
             cell(run.test_metric),
             run.stopped or "-",
-            *(str(run.settings.get(name, "-")) for name in settings),
+            *(brief(run.settings.get(name, "-")) for name in settings),
         ]
         for run in runs
     ]
@@ -202,8 +270,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     root = Path(args.root)
     if not root.is_dir():
-        print(f"error: no log directory at {root}", file=sys.stderr)
-        return 1
+        return exit_status(UserError(f"--root {root}: no such log directory"))
     listed = [
         run for run in all_runs(root) if not args.experiments or run.experiment in args.experiments
     ]

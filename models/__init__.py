@@ -1,6 +1,7 @@
 """Networks (plain ``nn.Module``) and the LightningModules ("tasks") that train them."""
 
 from models.cnn import CNN
+from models.inference import InputError, Predictor, load_predictor
 from models.linear import LinearRegression
 from models.loading import load_task
 from models.mlp import MLP
@@ -12,10 +13,13 @@ __all__ = [
     "CNN",
     "MLP",
     "ClassificationTask",
+    "InputError",
     "LinearRegression",
+    "Predictor",
     "RecurrentNet",
     "RegressionTask",
     "ScratchTwoLayer",
     "Task",
+    "load_predictor",
     "load_task",
 ]

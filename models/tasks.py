@@ -34,13 +34,29 @@ def is_plain(value: Any) -> bool:
     return False
 
 
-def check_optimizer(optimizer: OptimizerCallable, network: nn.Module) -> None:
-    """Build the optimiser once, so that a bad argument is reported before training starts."""
+def check_optimizer(optimizer: OptimizerCallable, network: nn.Module) -> Any:
+    """Build the optimiser once, so that a bad argument is reported before training starts;
+    return its learning rate."""
     built = optimizer(network.parameters())
     for group in built.param_groups:
         rate = group.get("lr")
         if isinstance(rate, int | float) and rate <= 0:
             raise ValueError(f"learning rate must be > 0, got {rate}")
+    return built.param_groups[0].get("lr") if built.param_groups else None
+
+
+class WithRate:
+    """An optimiser factory whose optimisers start at another learning rate."""
+
+    def __init__(self, factory: OptimizerCallable, rate: float) -> None:
+        self.factory = factory
+        self.rate = rate
+
+    def __call__(self, parameters: Any) -> torch.optim.Optimizer:
+        optimizer = self.factory(parameters)
+        for group in optimizer.param_groups:
+            group["lr"] = self.rate
+        return optimizer
 
 
 class Task(LightningModule):
@@ -65,13 +81,16 @@ class Task(LightningModule):
         super().__init__()
         self.save_plain_hyperparameters()
         self.network = network
-        check_optimizer(optimizer, network)
+        self.configured_rate = check_optimizer(optimizer, network)
         self.optimizer_factory = optimizer
         self.lr_scheduler_factory = lr_scheduler
         # One set per stage, as attributes: a key "train" would clash with Module.train().
         self.train_metrics = nn.ModuleDict(self.build_metrics())
         self.val_metrics = nn.ModuleDict(self.build_metrics())
         self.test_metrics = nn.ModuleDict(self.build_metrics())
+        # The mean and standard deviation of the targets, where the data scales them for the
+        # loss (datamodules.FileData.target_scale): the network predicts scaled targets.
+        self.target_scale: tuple[torch.Tensor, torch.Tensor] | None = None
 
     def save_plain_hyperparameters(self) -> None:
         """Save the constructor's arguments as hyperparameters, keeping only plain values.
@@ -88,6 +107,22 @@ class Task(LightningModule):
             del self.hparams[key]
         self.save_hyperparameters(dict(self.hparams))  # what the loggers are given, too
 
+    @property
+    def learning_rate(self) -> Any:
+        """The learning rate of the optimiser the config names, which Lightning's
+        learning-rate finder reads and sets; set, later optimisers start from it."""
+        return self.configured_rate
+
+    @learning_rate.setter
+    def learning_rate(self, rate: float) -> None:
+        self.configured_rate = rate
+        factory = self.optimizer_factory
+        base = factory.factory if isinstance(factory, WithRate) else factory
+        self.optimizer_factory = WithRate(base, rate)
+        optimizer = self.hparams.get("optimizer")
+        if isinstance(optimizer, dict) and isinstance(optimizer.get("init_args"), dict):
+            optimizer["init_args"]["lr"] = rate  # the checkpoint's record of the run
+
     def build_metrics(self) -> dict[str, Metric]:
         """The task's metrics by name, new ones on every call (one set per stage)."""
         raise NotImplementedError
@@ -99,12 +134,33 @@ class Task(LightningModule):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.network(x)
 
+    def scaled(self, targets: torch.Tensor) -> torch.Tensor:
+        """Targets as the network learns them: scaled, where the data scales them."""
+        if self.target_scale is None:
+            return targets
+        mean, std = self.target_scale
+        return (targets - mean) / std
+
+    def unscaled(self, outputs: torch.Tensor) -> torch.Tensor:
+        """The network's outputs in the targets' own units."""
+        if self.target_scale is None:
+            return outputs
+        mean, std = self.target_scale
+        return outputs * std + mean
+
+    def take_target_scale(self) -> None:
+        """Take the data's target scale, on the device; called once the trainer has restored
+        a checkpoint's data state, before any step."""
+        found = getattr(self.trainer.datamodule, "target_scale", None)
+        self.target_scale = None if found is None else tuple(t.to(self.device) for t in found)
+
     def shared_step(self, batch: tuple[torch.Tensor, torch.Tensor], stage: str) -> torch.Tensor:
-        """Forward, loss and metric updates for one batch of ``stage``."""
+        """Forward, loss and metric updates for one batch of ``stage``; the loss on scaled
+        targets, the metrics in the targets' own units."""
         x, y = batch
         outputs = self(x)
-        loss = self.loss(outputs, y)
-        detached = outputs.detach()
+        loss = self.loss(outputs, self.scaled(y))
+        detached = self.unscaled(outputs.detach())
         for metric in getattr(self, f"{stage}_metrics").values():
             metric.update(detached, y)
         # Averaged across data-parallel processes (sync_dist), so every process logs the same.
@@ -145,12 +201,24 @@ class Task(LightningModule):
 
     def describe_predictions(self, outputs: torch.Tensor) -> dict[str, torch.Tensor]:
         """Named per-sample values derived from the network's outputs."""
-        return {"prediction": outputs}
+        return {"prediction": self.unscaled(outputs)}
 
     def reset_metrics(self, stage: str) -> None:
         """Forget what an interrupted pass of ``stage`` may have left in its metrics."""
         for metric in getattr(self, f"{stage}_metrics").values():
             metric.reset()
+
+    def on_fit_start(self) -> None:
+        self.take_target_scale()
+
+    def on_validation_start(self) -> None:
+        self.take_target_scale()
+
+    def on_test_start(self) -> None:
+        self.take_target_scale()
+
+    def on_predict_start(self) -> None:
+        self.take_target_scale()
 
     def on_train_epoch_start(self) -> None:
         self.reset_metrics("train")

@@ -276,9 +276,45 @@ def start_experiments(cwd: Path, *args: str, quiet: bool = True, **kwargs: Any) 
     return subprocess.Popen(experiments_command(*args, quiet=quiet), cwd=cwd, text=True, **kwargs)
 
 
+class PostgresServer:
+    """A throwaway PostgreSQL server that a test may restart, as an administrator would.
+
+    Args:
+        url: Its base URL.
+        pg_ctl: Its ``pg_ctl``, with what runs it as the server's user.
+        data: Its data directory.
+        log: Its log file.
+        options: The server's own options (its port, its socket's folder, ...).
+    """
+
+    def __init__(self, url: str, pg_ctl: list[str], data: Path, log: Path, options: str) -> None:
+        self.url, self.pg_ctl, self.data, self.log = url, pg_ctl, data, log
+        self.options = options
+
+    def control(self, *args: str) -> None:
+        """``pg_ctl -D DATA ARGS``, waiting for it to be done."""
+        command = [*self.pg_ctl, "-D", str(self.data), "-w", *args]
+        subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, check=True)
+
+    def restart(self) -> None:
+        """``pg_ctl restart -m fast``: every connection is closed, the server back at once."""
+        # As in start(): the log named.
+        self.control("-m", "fast", "-o", self.options, "-l", str(self.log), "restart")
+
+    def start(self) -> None:
+        """``pg_ctl start``: back after :meth:`stop`."""
+        # Its log named, or the server would keep pg_ctl's output open, and this call would
+        # never end.
+        self.control("-o", self.options, "-l", str(self.log), "start")
+
+    def stop(self) -> None:
+        """``pg_ctl stop -m fast``: gone, until :meth:`start`."""
+        self.control("-m", "fast", "stop")
+
+
 @pytest.fixture(scope="session")
-def postgres() -> Iterator[str]:
-    """A throwaway PostgreSQL server on 127.0.0.1, in a temporary folder; its base URL.
+def postgres_server() -> Iterator[PostgresServer]:
+    """A throwaway PostgreSQL server on 127.0.0.1, in a temporary folder.
 
     The server binaries come from Debian's package (``initdb`` and ``pg_ctl`` on the PATH, or
     under /usr/lib/postgresql). Where there are none the tests that need it skip, saying so,
@@ -306,15 +342,20 @@ def postgres() -> Iterator[str]:
         [*run_as, initdb, "-D", str(data), "-A", "trust", "-U", "postgres", "--no-sync"], **quiet
     )
     options = f"-p {port} -k {home} -c listen_addresses=127.0.0.1 -c fsync=off"
-    subprocess.run(
-        [*run_as, pg_ctl, "-D", str(data), "-o", options, "-w", "-l", str(home / "log"), "start"],
-        **quiet,
-    )
+    url = f"postgresql://postgres@127.0.0.1:{port}"
+    server = PostgresServer(url, [*run_as, pg_ctl], data, home / "log", options)
+    server.start()
     try:
-        yield f"postgresql://postgres@127.0.0.1:{port}"
+        yield server
     finally:
-        subprocess.run([*run_as, pg_ctl, "-D", str(data), "-m", "immediate", "-w", "stop"], **quiet)
+        server.control("-m", "immediate", "stop")
         shutil.rmtree(home, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def postgres(postgres_server: PostgresServer) -> str:
+    """The base URL of the throwaway PostgreSQL server (see :func:`postgres_server`)."""
+    return postgres_server.url
 
 
 def free_port() -> int:

@@ -329,6 +329,9 @@ def lightning_private_names() -> set[str]:
 BEHAVIOUR = {
     "experiments/cli.py": {"_parse_ckpt_path", "_dump_config"},
     "experiments/report.py": {"_get_file_writer"},  # torch's, as Lightning itself uses it
+    # torch's: torch._C._disabled_torch_function_impl, the idiom torch's documentation gives for
+    # a tensor subclass whose operations return plain tensors.
+    "experiments/population/optim.py": {"_C"},
     "experiments/checkpoint.py": {
         "_should_save_on_train_epoch_end",
         "_should_skip_saving_checkpoint",

@@ -3,6 +3,7 @@ files are refused in one line naming the file and what is wrong."""
 
 import csv
 import json
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +13,7 @@ import yaml
 from lightning.pytorch import LightningModule
 
 from datamodules import ArrayData, CsvData, DataFileError
+from models import load_predictor
 from tests.conftest import NO_TEST, config, curves, run_dir
 
 FEATURES = ["width", "height", "depth", "weight"]
@@ -66,6 +68,19 @@ def test_labels_become_classes_and_shapes_come_from_the_file(tmp_path):
     )
     assert (regression.input_shape, regression.num_outputs) == ((3,), 2)
     assert not hasattr(regression, "num_classes")  # so the CLI links none into the task
+
+
+def test_a_regression_table_is_read_without_a_warning(tmp_path):
+    write_csv(tmp_path / "data.csv")
+    data = CsvData(str(tmp_path / "data.csv"), target="size", features=FEATURES, kind="regression")
+    # torch warns once per process of a tensor over a read-only array (pandas' column views
+    # are, under copy-on-write): the arrays themselves are checked as well.
+    frame = data.table(data.path, None)
+    assert data.numbers(frame, ["size"], data.path).flags.writeable
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        data.setup("fit")
+    assert data.splits["train"].tensors[1].shape[1:] == (1,)
 
 
 def test_standardisation_is_fitted_on_the_training_split_only(tmp_path):
@@ -206,6 +221,11 @@ CSV_CASES = {
         HEADER + "1,2,3,4,ant,1\n2,,4,5,bee,2\n" + GOOD,
         {},
         "data.csv: line 3, column 'height': a missing value",
+    ),
+    "a blank column name": (
+        HEADER.replace("height", "") + GOOD,
+        {},
+        "data.csv: line 1: column 2 has no name; name every column in the header row",
     ),
     "ragged rows": (
         HEADER + GOOD + "6,7,8,9,bee,6,7\n",
@@ -348,7 +368,46 @@ def test_new_arrays_are_predicted_by_their_index(run_cli, tmp_path):
     with open(cli.trainer.log_dir + "/predictions.csv", newline="") as handle:
         rows = list(csv.DictReader(handle))
     assert [row["index"] for row in rows] == ["0", "1", "2"]
-    task = LightningModule.load_from_checkpoint(cli.config.predict.ckpt_path).eval()
-    with torch.no_grad():
-        expected = task((torch.from_numpy(x[:3] * 2) - cli.datamodule.mean) / cli.datamodule.std)
+    # The predictor takes the raw arrays and answers in the target's units, as predict does.
+    expected = load_predictor(cli.config.predict.ckpt_path).predict(x[:3] * 2)["prediction"]
     assert [float(row["prediction"]) for row in rows] == pytest.approx(expected.flatten().tolist())
+
+
+@pytest.mark.slow(seconds=10)  # trains to convergence
+def test_scaled_targets_train_the_diabetes_set_and_answers_are_in_its_units(run_cli, tmp_path):
+    datasets = pytest.importorskip("sklearn.datasets")
+    diabetes = datasets.load_diabetes()  # targets from 25 to 346: a loss of 3e4 unscaled
+    np.savez(tmp_path / "diabetes.npz", x=diabetes.data, y=diabetes.target)
+    data = {"path": str(tmp_path / "diabetes.npz"), "kind": "regression"}
+    args = [
+        "--config",
+        config("wine_flavanoids"),
+        "--experiment",
+        "diabetes",
+        f"--data={json.dumps({'class_path': 'datamodules.ArrayData', 'init_args': data})}",
+        "--model.init_args.optimizer.init_args.lr",
+        "0.001",
+        "--trainer.max_epochs",
+        "20",
+    ]
+    cli = run_cli("fit", *args)  # standardize_target is on by default
+    metrics = cli.trainer.callback_metrics
+    assert metrics["test/r2"] >= 0.45  # unscaled, these settings give about -2.7
+    assert metrics["test/loss"] < 1  # the loss is on the scaled targets ...
+    assert metrics["test/mae"] > 20  # ... the metrics in the target's units
+    cli = run_cli("predict", *args, "--ckpt_path", "best")
+    with open(cli.trainer.log_dir + "/predictions.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    predicted = [float(row["prediction"]) for row in rows]
+    assert 100 < np.mean(predicted) < 200  # in the target's units, as the targets beside them
+    raw_test = cli.datamodule.raw_splits["test"].tensors[0].numpy()
+    answers = load_predictor(cli.config.predict.ckpt_path).predict(raw_test)["prediction"]
+    assert answers.flatten().tolist() == pytest.approx(predicted, rel=1e-5)
+    # The export answers in the target's units too, from the raw arrays.
+    run_cli("export", *args, "--ckpt_path", "best", "--format", "onnx")
+    import onnxruntime
+
+    exported = next((Path(cli.trainer.log_dir) / "exports").glob("*.onnx"))
+    session = onnxruntime.InferenceSession(str(exported), providers=["CPUExecutionProvider"])
+    (onnx_answers,) = session.run(None, {"x": raw_test})
+    assert onnx_answers.flatten().tolist() == pytest.approx(predicted, rel=1e-5)

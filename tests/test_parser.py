@@ -1,7 +1,10 @@
 """The CLI's parser: a rejected command line or config file is one line naming the mistake."""
 
+import re
+
 import pytest
 
+from experiments.cli import main
 from experiments.parser import condense
 from tests.conftest import config
 
@@ -55,6 +58,11 @@ def test_condense_keeps_the_keys_the_reason_and_the_value(raw, line):
             "unknown option --trainer.max_epochz (did you mean --trainer.max_epochs?)",
         ),
         ("--nothing_like_it", "unknown option --nothing_like_it (see --help for the options)"),
+        (
+            "--network.hidden_sizes=[5]",  # as the help of a network once named it
+            "unknown option --network.hidden_sizes "
+            "(did you mean --model.init_args.network.init_args.hidden_sizes?)",
+        ),
     ],
 )
 def test_condense_suggests_a_close_option(given, hint):
@@ -64,6 +72,10 @@ def test_condense_suggests_a_close_option(given, hint):
 
 # (command line after the subcommand, words the one line must hold)
 REFUSED = {
+    "threads neither a count nor auto": (
+        ["--threads", "many"],
+        ["--threads must be a positive integer or auto, got 'many'"],
+    ),
     "unknown option": (
         ["--trainer.max_epochz", "3"],
         ["unknown option --trainer.max_epochz", "did you mean --trainer.max_epochs"],
@@ -162,3 +174,29 @@ def test_a_network_with_defaults_for_other_names_is_refused_before_it_trains(
     assert exit_info.value.code != 0
     assert "tests.usernets.Defaults lacks input_shape and num_outputs" in line
     assert not (tmp_path / "lightning_logs").exists()
+
+
+@pytest.mark.parametrize(
+    ("option", "typed"),
+    [
+        ("--model.init_args.network.help=models.MLP", "--model.init_args.network.init_args."),
+        ("--model.help=models.ClassificationTask", "--model.init_args."),
+        ("--data.help=datamodules.CsvData", "--data.init_args."),
+    ],
+)
+def test_a_class_s_help_names_the_options_as_they_are_typed(run_cli, capsys, option, typed):
+    # Not through run_cli: the options it adds after this one would go to the class's help.
+    with pytest.raises(SystemExit) as done:
+        main(["fit", option])
+    assert done.value.code == 0
+    out = capsys.readouterr().out
+    assert f"Help for {option}" in out
+    options = re.findall(r"^  (--\S+)", out, flags=re.MULTILINE)
+    assert options
+    assert all(o.startswith(typed) for o in options), options
+    if "network" in option:  # what the help names, the command line takes
+        (dropout,) = [o for o in options if o.endswith(".dropout")]
+        with pytest.raises(SystemExit) as done:
+            run_cli("fit", dropout, "0.25", "--print_config")
+        assert done.value.code == 0
+        assert "dropout: 0.25" in capsys.readouterr().out

@@ -13,13 +13,13 @@ from tests.conftest import QUIET, config, curves, fit_in, written_by
 from tests.test_sweep import held, start_sweep, states, study_of, wait_for
 
 LR = "model.init_args.optimizer.init_args.lr"
-ADAM = ["--model.init_args.optimizer", "torch.optim.Adam"]
+MOMENTUM = ["--model.init_args.optimizer.init_args.momentum", "0.9"]
 EPOCHS = 5
-# Each experiment, small: its own data and network, Adam, five epochs.
+# Each experiment, small: its own data, network and optimizer (Adam or SGD), five epochs.
 CASES = {
     "mlp_classification": ["--data.init_args.num_samples", "400"],
-    "linear_regression": ["--data.init_args.num_samples", "200", *ADAM],
-    "two_layer_relu": ["--data.init_args.num_samples", "400", *ADAM],
+    "linear_regression": ["--data.init_args.num_samples", "200"],  # SGD
+    "two_layer_relu": ["--data.init_args.num_samples", "400", *MOMENTUM],  # SGD with momentum
     "cnn": [
         "--data.init_args.num_samples",
         "192",
@@ -144,13 +144,16 @@ def mlp_sweep(directory, **settings):
 
 
 def test_what_cannot_be_batched_trains_alone_after_one_line(tmp_path, monkeypatch, capsys):
-    sgd = ["--model.init_args.optimizer", "torch.optim.SGD", "--data.init_args.num_samples", "100"]
-    path = mlp_sweep(tmp_path, trials=2, args=[*COMMON[2:], *sgd, "--trainer.max_epochs", "1"])
+    norm = ["--model.init_args.network.init_args.norm", "batch"]
+    norm += ["--data.init_args.num_samples", "100", "--trainer.max_epochs", "1"]
+    path = mlp_sweep(tmp_path, trials=2, args=[*COMMON[2:], *norm])
     monkeypatch.chdir(tmp_path)
     assert sweep_main([str(path)]) == 0
     captured = capsys.readouterr()
     lines = [line for line in captured.out.splitlines() if "one at a time" in line]
-    assert lines == ["trials 0, 1 train one at a time: SGD is not batched"]
+    assert lines == [
+        "trials 0, 1 train one at a time: batch-norm running statistics are not batched"
+    ]
     assert "Traceback" not in captured.err
     assert states(study_of(tmp_path, "pop")) == {"COMPLETE": 2}
     assert not list((tmp_path / "lightning_logs" / "pop").glob("population_*"))
@@ -165,7 +168,7 @@ def test_members_are_pruned_one_by_one_and_leave_the_population(tmp_path, monkey
         tmp_path,
         trials=10,
         population=5,
-        pruner="median",
+        pruner={"median": {"n_warmup_steps": 0}},  # from the first epoch on
         space={LR: [0.03, 1.0e-6], "seed_everything": [0, 1, 2, 3, 4]},
     )
     monkeypatch.chdir(tmp_path)

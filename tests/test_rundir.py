@@ -8,6 +8,7 @@ import subprocess
 import sys
 import threading
 import time
+import warnings
 from pathlib import Path
 
 import pytest
@@ -19,7 +20,16 @@ from experiments.cli import main
 from experiments.errors import UserError
 from experiments.rundir import RunLock, RunLogger, claim_version
 from experiments.runpath import LOCK_FILE, version_numbers
-from tests.conftest import QUIET, REPO, config, curves, start_experiments, written_by
+from tests.conftest import (
+    NO_TEST,
+    QUIET,
+    REPO,
+    config,
+    curves,
+    run_dir,
+    start_experiments,
+    written_by,
+)
 
 MLP = config("mlp_classification")
 RUN = Path("lightning_logs/mlp_classification/version_0")
@@ -202,8 +212,10 @@ def test_a_training_run_is_left_alone_by_a_second_writer_and_by_evaluations(
 def test_the_logger_flushes_when_due_and_always_at_the_end(tmp_path, monkeypatch):
     # What a flush costs is waiting for TensorBoard's writer thread to drain its queue. That
     # thread appends each event to a local file as soon as it gets to it, flushed or not, so
-    # the file's size says nothing of flushes: the writer's own flush calls are counted.
-    logger = RunLogger(save_dir=str(tmp_path), name="exp", flush_interval=3600)
+    # the file's size says nothing of flushes: the writer's own flush calls are counted. (Its
+    # thread flushes its file every two minutes by itself, not through these calls.) An
+    # endless interval: the second save is never due, however slow the machine.
+    logger = RunLogger(save_dir=str(tmp_path), name="exp", flush_interval=float("inf"))
     writer = logger.experiment
     flushes = []
     real_flush = writer.flush
@@ -212,8 +224,23 @@ def test_the_logger_flushes_when_due_and_always_at_the_end(tmp_path, monkeypatch
     logger.save()  # the first flush is due
     assert len(flushes) == 1
     logger.log_metrics({"a": 2.0}, step=1)
-    logger.save()  # within the hour: not flushed
+    logger.save()  # not due: not flushed
     assert len(flushes) == 1
     logger.finalize("success")
     assert len(flushes) > 1  # at the end, however soon
     assert [value for _, value in curves(tmp_path / "exp" / "version_0")["a"]] == [1.0, 2.0]
+
+
+def test_a_small_data_set_gets_a_step_point_each_epoch_unless_the_user_set_the_interval(
+    run_cli, tmp_path
+):
+    # The default experiment has 25 training batches an epoch, fewer than Lightning's 50.
+    short = ("--trainer.max_epochs", "3", *NO_TEST)
+    with warnings.catch_warnings(record=True) as caught:
+        unset = run_cli("fit", *short, "--trainer.log_every_n_steps", "null")
+    assert not [w for w in caught if "logging interval" in str(w.message)]
+    assert unset.trainer.log_every_n_steps == 25
+    steps = [step for step, _ in curves(run_dir(tmp_path, "mlp_classification"))["train/loss_step"]]
+    assert steps == [24, 49, 74]
+    chosen = run_cli("fit", *short, "--trainer.log_every_n_steps", "40")
+    assert chosen.trainer.log_every_n_steps == 40

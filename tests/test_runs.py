@@ -1,10 +1,14 @@
 """``python -m experiments.runs``: the runs under ``lightning_logs/`` as a table."""
 
+import re
+import time
+
 from experiments import runs
-from tests.conftest import LINEAR_RUN, config, curves, run_dir
+from tests.conftest import LINEAR_RUN, NO_TEST, config, curves, run_dir
 
 
 def test_runs_table_lists_each_run(trained, tmp_path, capsys):
+    began = time.time()
     trained("--config", config("scratch_two_layer"), "--trainer.max_epochs", "12")
     trained(*LINEAR_RUN)
     assert runs.main(["--root", str(tmp_path / "lightning_logs")]) == 0
@@ -12,6 +16,8 @@ def test_runs_table_lists_each_run(trained, tmp_path, capsys):
     assert lines[0].split() == [
         "experiment",
         "version",
+        "started",
+        "took",
         "epochs",
         "best",
         "val/loss",
@@ -22,8 +28,15 @@ def test_runs_table_lists_each_run(trained, tmp_path, capsys):
         "test",
         "stopped",
     ]
-    rows = {line.split()[0]: line.split() for line in lines[2:]}
+    # The start's date and time, and how long it trained, are three words of the line.
+    rows = {line.split()[0]: line.split()[:2] + line.split()[5:] for line in lines[2:]}
     assert set(rows) == {"scratch_two_layer", "linear_regression"}
+    for line in lines[2:]:
+        date, minute, took = line.split()[2:5]
+        year = time.localtime().tm_year
+        started = time.mktime(time.strptime(f"{year}-{date} {minute}", "%Y-%m-%d %H:%M"))
+        assert began - 60 <= started <= time.time()
+        assert re.fullmatch(r"\d+s", took)  # seconds: shared runs of a few epochs
     assert rows["scratch_two_layer"][1:3] == ["0", "12"]
     assert rows["linear_regression"][1:3] == ["0", "20"]
     best = min(value for _, value in curves(run_dir(tmp_path, "linear_regression"))["val/loss"])
@@ -49,7 +62,9 @@ def test_the_settings_that_differ_and_an_early_stop_are_columns(run_cli, tmp_pat
     # experiment's settings are not compared with theirs, and the callback's own arguments
     # are not columns of their own while only one run has it.
     assert columns == ["callbacks", "network.hidden_size"]
-    rows = {line.split()[1] + line.split()[0]: line.split() for line in lines}
+    rows = {
+        line.split()[1] + line.split()[0]: line.split()[:2] + line.split()[5:] for line in lines
+    }
     plain, stopped = rows["0scratch_two_layer"], rows["1scratch_two_layer"]
     assert plain[7:] == ["-", "-", "8"]
     assert stopped[7:] == ["EarlyStopping@1", "EarlyStopping", "16"]
@@ -63,5 +78,41 @@ def test_the_settings_that_differ_and_an_early_stop_are_columns(run_cli, tmp_pat
 
 
 def test_runs_table_refuses_a_missing_directory(tmp_path, capsys):
-    assert runs.main(["--root", str(tmp_path / "nowhere")]) == 1
-    assert "no log directory at" in capsys.readouterr().err
+    assert runs.main(["--root", str(tmp_path / "nowhere")]) == 2  # a usage error
+    assert (
+        capsys.readouterr().err == f"error: --root {tmp_path / 'nowhere'}: no such log directory\n"
+    )
+
+
+def test_long_settings_are_shortened_and_the_table_stays_narrow():
+    names = [f"feature_{n}" for n in range(30)]
+    listed = [
+        runs.Run("own", str(n), 5, 0.5, "acc", 0.9, None, settings={"data.features": str(names)})
+        for n in range(2)
+    ]
+    listed[1].settings["data.features"] = str(names[:-1])
+    listed[0].started, listed[0].seconds = time.time(), 3725.0
+    listed[1].started = time.mktime((2025, 12, 6, 16, 22, 0, 0, 0, -1))
+    text = runs.format_table(listed)
+    assert max(len(line) for line in text.splitlines()) <= 120, text
+    header, _, first, second = text.splitlines()
+    assert header.split()[-1] == "data.features"
+    assert first.endswith(
+        "  1h02m  5       0.5000         acc     0.9000       -     -        [30: feature_0, fe…]"
+    )
+    assert second.startswith("own         1        2025-12-06   -      5")
+    assert second.endswith("[29: feature_0, fe…]")
+    assert runs.brief("/a/very/long/path/to/the/users/data.csv") == "/a/very/long/path/t…"
+    assert (runs.duration_text(42.4), runs.duration_text(185)) == ("42s", "3m05s")
+
+
+def test_a_run_trained_further_shows_the_epochs_it_was_trained_to(run_cli, tmp_path, capsys):
+    scratch = ("--config", config("scratch_two_layer"), *NO_TEST, "--trainer.max_epochs")
+    run_cli("fit", *scratch, "2")
+    run_cli("fit", *scratch, "2")
+    run_cli("fit", *scratch, "3", "--ckpt_path", "last")  # run 1, trained one epoch further
+    capsys.readouterr()
+    assert runs.main(["--root", str(tmp_path / "lightning_logs")]) == 0
+    header, _, *lines = capsys.readouterr().out.splitlines()
+    assert header.split()[-1] == "max_epochs"
+    assert {line.split()[1]: line.split()[-1] for line in lines} == {"0": "2", "1": "3"}

@@ -1,11 +1,13 @@
 """Sweeps: trials are ordinary runs; studies survive Ctrl-C, SIGKILL and more workers; bad sweep
 files are refused before anything runs."""
 
+import contextlib
 import json
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -40,6 +42,9 @@ def sweep_file(directory: Path, name: str = "quick", **settings: object) -> Path
         "pruner": "none",
         "args": SMALL,
         "space": {LR: [0.05, 0.1], HIDDEN: [[5], [20]]},
+        # One trial at a time: these tests are of that worker; tests/test_population.py has
+        # populations' own.
+        "population": 1,
         **settings,
     }
     path = directory / f"{name}.yaml"
@@ -69,12 +74,13 @@ def states(study: optuna.Study) -> dict[str, int]:
     return counts
 
 
-def start_sweep(cwd: Path, *args: str) -> subprocess.Popen:
-    """``python -m experiments.sweep ARGS`` in a process group of its own, as from a terminal."""
+def start_sweep(cwd: Path, *args: str, **env: str) -> subprocess.Popen:
+    """``python -m experiments.sweep ARGS`` in a process group of its own, as from a terminal,
+    with the environment variables ``env`` too."""
     return subprocess.Popen(
         [sys.executable, "-m", "experiments.sweep", *args],
         cwd=cwd,
-        env=subprocess_env(),
+        env=subprocess_env(**env),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -198,6 +204,12 @@ def test_a_storage_that_cannot_be_reached_is_named_with_the_reason(tmp_path, mon
         "error: --storage postgresql://someone:***@127.0.0.1:1/nothing: cannot reach it: "
     )
     assert "secret" not in line
+    # Given in the environment instead, the message names the variable, not an option.
+    monkeypatch.setenv("EXPERIMENTS_STORAGE", url)
+    assert sweep_main([str(sweep_file(tmp_path))]) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith("error: $EXPERIMENTS_STORAGE postgresql://someone:***@127.0.0.1:1/")
+    assert "secret" not in line
 
 
 def test_a_sweep_file_changed_under_an_existing_study_is_refused(tmp_path, monkeypatch, capsys):
@@ -319,6 +331,12 @@ def test_ctrl_c_stops_every_worker_and_the_same_command_ends_with_exactly_n(
     ]
     for number in interrupted:
         assert (sweep_dir / f"version_{number}" / "checkpoints" / "last.ckpt").is_file()
+    # Let go: no worker holds them now, and the next to look takes them over at once.
+    assert all(
+        "worker" in t.user_attrs and t.user_attrs["worker"] is None
+        for t in study_of(tmp_path).get_trials()
+        if t.number in interrupted
+    )
 
     # The same command again, and then with more trials: in-process, as its one worker trains
     # there (the signals were the processes' part).
@@ -370,3 +388,217 @@ def test_workers_on_two_machines_share_one_study_in_postgresql(tmp_path, postgre
         last = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
         assert last["epoch"] == 5
     assert writers == {first.pid, second.pid}  # both took trials
+
+
+# Sweeps across machines -----------------------------------------------------------------------
+
+SHORT = ["--trainer.max_epochs", "3", *SMALL[2:]]  # three epochs: enough to hold and go on
+
+
+def machine(directory: Path, name: str, hold: Path, **settings: object) -> Path:
+    """A folder of its own, standing for a machine's disk, with the sweep file ``name`` in it,
+    whose trials are held (tests.plugins.Hold) while ``hold`` exists."""
+    directory.mkdir(exist_ok=True)
+    return sweep_file(directory, name, args=[*SHORT, *held(hold)], **settings)
+
+
+def wait_for_held(sweep: subprocess.Popen, folder: Path, name: str, count: int = 1) -> None:
+    """Wait until ``count`` trials of the sweep ``name`` in ``folder`` have a checkpoint: held
+    after their first epoch."""
+    runs = folder / "lightning_logs" / name
+    wait_for(
+        lambda: len(list(runs.glob("version_*/checkpoints/last.ckpt"))) >= count,
+        sweep,
+        f"{count} trials held in {folder.name}",
+    )
+
+
+def trained_on(folders: list[Path], name: str, number: int) -> list[Path]:
+    """The folders that hold a run directory of trial ``number`` of the sweep ``name``."""
+    return [f for f in folders if (f / "lightning_logs" / name / f"version_{number}").exists()]
+
+
+class Output:
+    """A process's output lines as they come, each with the time it was read."""
+
+    def __init__(self, process: subprocess.Popen) -> None:
+        self.lines: list[tuple[float, str]] = []
+        self.reader = threading.Thread(target=self.read, args=(process.stdout,), daemon=True)
+        self.reader.start()
+
+    def read(self, stream) -> None:
+        for line in stream:
+            self.lines.append((time.monotonic(), line))
+
+    def first(self, words: str) -> float | None:
+        """When a line with ``words`` came, or None."""
+        return next((when for when, line in self.lines if words in line), None)
+
+    def text(self) -> str:
+        self.reader.join(timeout=60)
+        return "".join(line for _, line in self.lines)
+
+
+@pytest.mark.slow(seconds=40)
+def test_machines_started_together_share_a_study_and_keep_its_password(tmp_path, postgres):
+    hold = tmp_path / "hold"
+    folders = [tmp_path / "a", tmp_path / "b"]
+    password = "pw-that-must-not-leak-7f3a"
+    fresh = new_database(postgres, "together")
+    # First on a fresh database, the URL on the command line: both make Optuna's tables at
+    # once. Then a new study on the same database, the URL (with a password) in the
+    # environment only, machine a with two workers.
+    rounds = [
+        ("quick", ["--storage", fresh], {}, [1, 1]),
+        (
+            "again",
+            [],
+            {"EXPERIMENTS_STORAGE": fresh.replace("postgres@", f"postgres:{password}@")},
+            [2, 1],
+        ),
+    ]
+    for name, storage, env, workers in rounds:
+        hold.touch()
+        paths = [machine(folder, name, hold) for folder in folders]
+        sweeps = [
+            start_sweep(folder, str(path), *storage, "--workers", str(w), **env)
+            for path, folder, w in zip(paths, folders, workers, strict=True)
+        ]
+        # Each worker holds its first trial after a checkpoint: then every one has one.
+        for sweep, folder, w in zip(sweeps, folders, workers, strict=True):
+            wait_for_held(sweep, folder, name, w)
+        if password in str(env):
+            for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+                with contextlib.suppress(OSError):
+                    assert password.encode() not in cmdline.read_bytes(), cmdline
+        hold.unlink()
+        printed = ""
+        for sweep in sweeps:
+            out, err = sweep.communicate(timeout=300)
+            assert sweep.returncode == 0, err[-3000:]
+            assert "Traceback" not in err, err[-3000:]
+            printed += out + err
+        assert "taken over" not in printed
+        study = optuna.load_study(study_name=name, storage=fresh)
+        assert states(study) == {"COMPLETE": 4}
+        for trial in study.get_trials():
+            assert len(trained_on(folders, name, trial.number)) == 1, trial.number
+        assert password not in printed
+    for path in tmp_path.rglob("*"):
+        if path.is_file():
+            assert password.encode() not in path.read_bytes(), path
+
+
+@pytest.mark.slow(seconds=25)
+def test_a_database_restart_in_the_middle_of_a_sweep_is_ridden_out(
+    tmp_path, monkeypatch, postgres_server
+):
+    url = new_database(postgres_server.url, "restarted")
+    hold = tmp_path / "hold"
+    hold.touch()
+    path = machine(tmp_path, "quick", hold, trials=3)
+    sweep = start_sweep(tmp_path, str(path), "--storage", url)
+    wait_for_held(sweep, tmp_path, "quick")
+    postgres_server.restart()  # every connection of the sweep's closed under it
+    hold.unlink()
+    out, err = sweep.communicate(timeout=300)
+    assert sweep.returncode == 0, err[-3000:]
+    assert "Traceback" not in err
+    assert "taken over" not in out
+    study = optuna.load_study(study_name="quick", storage=url)
+    assert states(study) == {"COMPLETE": 3}
+    for trial in study.get_trials():
+        assert sorted(trial.intermediate_values) == [0, 1, 2]
+
+    # A database away for longer than the workers' patience: the trial stops after its epoch,
+    # checkpointed, and the sweep says so in one line.
+    monkeypatch.setenv("EXPERIMENTS_SWEEP_PATIENCE", "2")  # seconds
+    hold.touch()
+    path = machine(tmp_path, "away", hold, trials=1)
+    sweep = start_sweep(tmp_path, str(path), "--storage", url)
+    wait_for_held(sweep, tmp_path, "away")
+    postgres_server.stop()
+    try:
+        hold.unlink()
+        _, err = sweep.communicate(timeout=300)
+    finally:
+        postgres_server.start()
+    assert sweep.returncode == 1, err[-3000:]
+    assert "Traceback" not in err
+    assert (
+        err.strip()
+        .splitlines()[-1]
+        .startswith("error: the study's database has not answered for 2 s (")
+    )
+    assert "trial 0 stopped after epoch 1, checkpointed; run the same command again" in err
+    last = tmp_path / "lightning_logs/away/version_0/checkpoints/last.ckpt"
+    assert torch.load(last, weights_only=True)["epoch"] == 1
+
+
+@pytest.mark.slow(seconds=25)
+def test_a_trial_whose_machine_dies_is_taken_over_after_the_grace_period_only(tmp_path, postgres):
+    grace = 3  # seconds, the heartbeat then every second (experiments/sweep/database.py)
+    url = new_database(postgres, "takeover")
+    holds = [tmp_path / "hold-a", tmp_path / "hold-b"]
+    folders = [tmp_path / "a", tmp_path / "b"]
+    sweeps = []
+    for folder, hold in zip(folders, holds, strict=True):
+        hold.touch()
+        path = machine(folder, "quick", hold, trials=2)
+        sweeps.append(
+            start_sweep(folder, str(path), "--storage", url, EXPERIMENTS_SWEEP_GRACE=str(grace))
+        )
+    a, b = sweeps
+    for sweep, folder in zip(sweeps, folders, strict=True):
+        wait_for_held(sweep, folder, "quick")
+    (a_trial,) = [
+        int(p.name.split("_")[1]) for p in (folders[0] / "lightning_logs/quick").glob("version_*")
+    ]
+    output = Output(b)
+    holds[1].unlink()  # b finishes its trial, then finds a's running, and waits
+    wait_for(lambda: output.first("complete") is not None, b, "b's trial complete")
+    time.sleep(2 * grace + 2)  # b looks again and again while a lives
+    assert not trained_on(folders[1:], "quick", a_trial), "taken over from a live worker"
+    os.killpg(a.pid, signal.SIGKILL)
+    killed = time.monotonic()
+    a.communicate()
+    b.wait(timeout=300)
+    out, err = output.text(), b.stderr.read()
+    assert b.returncode == 0, err[-3000:]
+    assert "Traceback" not in err
+    # Taken over once the heartbeat a recorded (each second) had aged past the grace period,
+    # from scratch: b's disk has no checkpoint of it.
+    taken = output.first(f"trial {a_trial} taken over")
+    assert taken is not None, out
+    assert taken - killed >= grace - 1
+    study = optuna.load_study(study_name="quick", storage=url)
+    assert states(study) == {"COMPLETE": 2}
+    steps = [
+        step
+        for step, _ in curves(folders[1] / "lightning_logs/quick" / f"version_{a_trial}")["val/r2"]
+    ]
+    assert len(steps) == 3
+
+
+@pytest.mark.slow(seconds=10)
+def test_ctrl_c_while_a_worker_starts_up_stops_the_sweep_without_a_traceback(tmp_path):
+    path = sweep_file(tmp_path, args=[*SHORT, *held(tmp_path / "hold")])
+    (tmp_path / "hold").touch()
+    sweep = start_sweep(tmp_path, str(path), "--workers", "2")
+    children = Path(f"/proc/{sweep.pid}/task/{sweep.pid}/children")
+
+    def worker_importing() -> bool:
+        """Whether the sweep's worker (not some other helper process) has begun to import
+        PyTorch, which Lightning imports first: it has seconds of importing to go."""
+        for pid in children.read_text().split():
+            with contextlib.suppress(OSError):
+                if b"--worker" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                    return "libtorch" in Path(f"/proc/{pid}/maps").read_text()
+        return False
+
+    wait_for(worker_importing, sweep, "a worker importing PyTorch")
+    os.killpg(sweep.pid, signal.SIGINT)  # the worker is importing Lightning now
+    _, err = sweep.communicate(timeout=120)
+    assert sweep.returncode == 130, err[-3000:]
+    assert "Traceback" not in err, err[-3000:]
+    assert "KeyboardInterrupt" not in err

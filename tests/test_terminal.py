@@ -267,8 +267,9 @@ def test_help_says_what_the_program_and_its_options_are(tmp_path, monkeypatch, c
         main(["fit", "--model.init_args.network.help", "models.MLP"])
     assert done.value.code == 0
     network = capsys.readouterr().out
-    assert network.startswith("usage: python -m experiments --network.input_shape")
-    assert "--network.hidden_sizes" in network
+    assert network.startswith("usage: python -m experiments")
+    assert "--model.init_args.network.init_args.hidden_sizes" in network
+    assert "--network.hidden_sizes" not in network  # not an option the command line takes
 
 
 USER_NETWORK = """

@@ -1,6 +1,5 @@
-"""Vectorized sweeps: a population of trials that share their shapes, trained as one batched
-network (``python -m experiments.sweep SWEEP.yaml --population P``).
+"""Vectorized sweeps: a population of trials trained as one batched network.
 
-Nothing heavy is imported here: :mod:`experiments.sweep.cli` reads this package's names before
-it knows whether a population will train.
+The submodules import PyTorch; this package itself imports nothing, so that a sweep can ask
+whether to vectorize before paying for the import.
 """

@@ -132,11 +132,10 @@ def unbatched_reason(
         return reason
     scheduler = get(config, "model.init_args.lr_scheduler")
     if scheduler:
-        reason = optim.unsupported_scheduler(
-            scheduler.get("class_path", ""), scheduler.get("init_args") or {}
-        )
-        if reason is not None:
-            return reason
+        # The batched optimizers can drive schedulers (optim.unsupported_scheduler says
+        # which); the population's task does not build one yet.
+        name = str(scheduler.get("class_path", "")).rsplit(".", 1)[-1]
+        return f"the scheduler {name} is not built for a population yet"
     trainer = config.get("trainer") or {}
     for name, allowed in TRAINER_DEFAULTS.items():
         if trainer.get(name, allowed[0]) not in allowed:

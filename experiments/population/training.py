@@ -7,6 +7,7 @@ that takes the trials over after a crash resumes the population from it. Each me
 directory names its population in ``population.json``.
 """
 
+import contextlib
 import json
 import signal
 import sys
@@ -31,7 +32,9 @@ from experiments.population.outputs import MemberLog, member_checkpoint, save
 from experiments.rundir import RunLock
 from experiments.runpath import BEST_PREFIX, RunPath
 from experiments.settings import flat_hparams
-from experiments.sweep.worker import quiet_trial
+from experiments.sweep import database
+from experiments.sweep.database import patiently
+from experiments.sweep.worker import best_value, quiet_trial
 
 METRICS = {CLASSIFICATION: ("loss", "acc"), REGRESSION: ("loss", "mae", "r2")}
 POINTER = "population.json"  # in a member's run directory: the population it trains in
@@ -126,8 +129,7 @@ class Population:
         self.monitor = checkpoint.get("monitor") or "val/loss"
         self.mode = checkpoint.get("mode") or "min"
         self.stop_on_signal = StopOnSignal(pass_on=worker.signal_handler)
-        # Optuna's Study has no public accessor of its storage; journal.install checks its kind.
-        self.appends = journal.install(worker.study._storage)
+        self.appends = journal.install(worker.storage)
         # The sweep's output: lines said during training, while the trial's own are silenced.
         self.out = sys.stdout
 
@@ -212,7 +214,15 @@ class Population:
         trainer = None
         remove_fast_path = None
         try:
-            with quiet_trial(), threads.shared_by(self.worker.sharing):
+            with (
+                contextlib.ExitStack() as beating,
+                quiet_trial(),
+                threads.shared_by(self.worker.sharing),
+            ):
+                for member in self.members:  # each trial's heartbeat, where the storage keeps them
+                    beating.enter_context(
+                        database.Heartbeat(self.worker.storage, member.trial._trial_id)
+                    )
                 trainer = self.trainer()
                 if config.get("fast_path", True):  # --fast_path false: plain Lightning
                     remove_fast_path = fastpath.install(trainer, module)
@@ -345,6 +355,7 @@ class Population:
         for index, member in enumerate(self.members):
             try:
                 if stopped:
+                    self.worker.let_go(member)
                     member.log.flush()
                     if trainer is not None and trainer.optimizers:
                         self.save_best(trainer, module, index, member)
@@ -374,24 +385,23 @@ class Population:
 
     def tell(self, member: Member, pruned_at: int | None = None, error: str | None = None) -> None:
         """Record the member's end in the study, and say it."""
-        study, metric = self.worker.study, self.worker.sweep.metric
-        (frozen,) = (t for t in study.get_trials(deepcopy=False) if t.number == member.number)
-        values = list(frozen.intermediate_values.values())
-        score = None
-        if values:
-            score = max(values) if self.worker.sweep.direction == "maximize" else min(values)
+        metric, worker = self.worker.sweep.metric, self.worker
+        trials = patiently(lambda: worker.study.get_trials(deepcopy=False))
+        (frozen,) = (t for t in trials if t.number == member.number)
+        score = best_value(frozen, worker.sweep.direction)
+        epochs = len(frozen.intermediate_values)
         if error is not None and score is None:
-            study.tell(member.trial, state=TrialState.FAIL)
+            worker.finish(member, state=TrialState.FAIL)
             self.say(member, f"failed: {error}")
         elif error is not None or pruned_at is not None:
             why = f"stopped early ({error})" if error else f"pruned at epoch {pruned_at}"
-            study.tell(member.trial, state=TrialState.PRUNED)
+            worker.finish(member, state=TrialState.PRUNED)
             self.say(member, f"{why}: best {metric} {score:.4f}")
         elif score is None:
-            study.tell(member.trial, state=TrialState.FAIL)
+            worker.finish(member, state=TrialState.FAIL)
             self.say(member, f"failed: it never logged {metric}")
         else:
-            study.tell(member.trial, score)
-            self.say(member, f"complete: best {metric} {score:.4f} ({len(values)} epochs)")
+            worker.finish(member, values=score)
+            self.say(member, f"complete: best {metric} {score:.4f} ({epochs} epochs)")
         if pruned_at is not None:
             member.lock.release()

@@ -12,6 +12,7 @@ trains one trial at a time, as the sequential worker trains it, after one line s
 from collections import Counter
 from typing import Any
 
+import optuna
 from optuna.trial import TrialState
 
 from experiments import threads
@@ -25,6 +26,8 @@ from experiments.population.training import (
     saved_population,
 )
 from experiments.rundir import RunLock
+from experiments.sweep import database
+from experiments.sweep.database import HOLDER, patiently
 from experiments.sweep.worker import (
     FINISHED,
     QUIET,
@@ -69,30 +72,39 @@ class PopulationWorker(Worker):
         return auto.choose(flops, parameters, self.target, self.sharing)
 
     def claim(self) -> list[Claim] | NoTrial:  # type: ignore[override]
-        """Up to ``population`` trials to train: left-over ones first, then new ones."""
-        with sweep_lock(self.sweep_dir):
-            trials = self.study.get_trials(deepcopy=False)
+        """Up to ``population`` trials to train: left-over ones first, then new ones, taken
+        as :meth:`Worker.claim` takes one (the same locks, holders and heartbeats)."""
+        with sweep_lock(self.sweep_dir), database.claiming(self.storage, self.study):
+            trials = patiently(lambda: self.study.get_trials(deepcopy=False))
+            tracked = database.tracked(self.storage)
+            stale = database.stale_trial_ids(self.storage, self.study) if tracked else set()
             claims: list[Claim] = []
             for frozen in trials:
                 if frozen.state != TrialState.RUNNING or len(claims) >= self.population:
+                    continue
+                if tracked and frozen.user_attrs.get(HOLDER) and frozen._trial_id not in stale:
                     continue
                 run = self.run_dir(frozen.number)
                 run.directory.mkdir(parents=True, exist_ok=True)
                 lock = RunLock.attempt(run.directory)
                 if lock is not None:  # its worker is gone
-                    trial = self.study_trial(frozen._trial_id)
+                    # Optuna has no public way to go on with a running trial from another
+                    # process (see Worker.claim).
+                    trial = optuna.Trial(self.study, frozen._trial_id)
+                    self.hold(trial)
                     claims.append(Claim(trial, self.decoded(frozen.params), run, lock, True))
             states = Counter(frozen.state for frozen in trials)
             running = states[TrialState.RUNNING]
             free = self.target - sum(states[s] for s in FINISHED) - running
-            if states[TrialState.FAIL] >= self.target:
+            if not claims and states[TrialState.FAIL] >= self.target:
                 raise UserError(
                     f"sweep {self.sweep.name}: {states[TrialState.FAIL]} trials failed; "
                     "stopping (see each one's line above)"
                 )
             distributions = {key: dim.distribution() for key, dim in self.sweep.space.items()}
             for _ in range(max(0, min(free, self.population - len(claims)))):
-                trial = self.study.ask(distributions)
+                trial = patiently(lambda: database.ask(self.study, distributions))
+                self.hold(trial)
                 run = self.run_dir(trial.number)
                 run.directory.mkdir(parents=True, exist_ok=True)
                 claims.append(
@@ -101,12 +113,6 @@ class PopulationWorker(Worker):
             if claims:
                 return claims
             return NoTrial.WAIT if running > 0 else NoTrial.DONE
-
-    def study_trial(self, trial_id: int) -> Any:
-        import optuna
-
-        # Optuna has no public way to go on with a running trial from another process.
-        return optuna.Trial(self.study, trial_id)
 
     def train(self, claims: list[Claim]) -> None:  # type: ignore[override]
         """Train the claimed trials: left-over populations, then groups of new ones."""
@@ -151,6 +157,7 @@ class PopulationWorker(Worker):
         """Train ``claims`` as one population or, where that cannot be, one at a time."""
         if self.stop is not None:
             for claim in claims:
+                self.let_go(claim)
                 self.say(claim, "stopped: it goes on when the sweep is run again")
                 claim.lock.release()
             return
@@ -189,6 +196,7 @@ class PopulationWorker(Worker):
     def alone(self, claim: Claim) -> None:
         """Train one trial as the sequential worker does."""
         if self.stop is not None:
+            self.let_go(claim)
             self.say(claim, "stopped: it goes on when the sweep is run again")
             claim.lock.release()
             return

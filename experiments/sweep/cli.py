@@ -21,6 +21,9 @@ from experiments.errors import UserError, exit_status
 from experiments.runpath import log_root
 
 USAGE = "python -m experiments.sweep"
+# The study's database URL, where a command line (which every user of the machine can read)
+# should not hold it; the workers a sweep starts get it here too.
+STORAGE = "EXPERIMENTS_STORAGE"
 
 
 def arguments(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -36,19 +39,25 @@ def arguments(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--workers", type=int, default=1, help="trials at once on this machine")
     parser.add_argument(
         "--storage",
-        help="a database URL for the study (postgresql://...), for workers on several machines; "
+        help="a database URL for the study (postgresql://user@host/db), for workers on several "
+        f"machines; also read from ${STORAGE}, which keeps a password in it off the command "
+        "line (libpq's ~/.pgpass and $PGPASSWORD work too); "
         "default: lightning_logs/<sweep>/study.journal",
     )
     parser.add_argument(
         "--population",
         help="trials trained at once as one batched network, or auto (default: the file's "
-        "population, else 1)",
+        "population, else auto)",
     )
     parser.add_argument("--report", action="store_true", help="print the results; run no trial")
     # Set for the workers this command starts: which one, and the directory it found runs in.
     parser.add_argument("--worker", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--root", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    # Messages name the storage as the user gave it: the option, or the environment variable.
+    args.storage_given_as = "--storage"
+    if args.storage is None and os.environ.get(STORAGE):
+        args.storage, args.storage_given_as = os.environ[STORAGE], f"${STORAGE}"
     if args.workers < 1:
         parser.error(f"--workers must be at least 1, got {args.workers}")
     if args.trials is not None and args.trials < 1:
@@ -70,15 +79,14 @@ def start_workers(args: argparse.Namespace, count: int, root: Path) -> list[subp
     command += ["--root", str(root)]
     if args.trials is not None:
         command += ["--trials", str(args.trials)]
-    if args.storage:
-        command += ["--storage", args.storage]
+    env = {**os.environ, STORAGE: args.storage} if args.storage else None
     if args.population is not None:
         command += ["--population", args.population]
     # Each worker in a session of its own: a terminal's Ctrl-C reaches only this process, which
     # passes it on once. Were the workers in its process group as well, each would get the
     # signal twice, directly and passed on, and a second signal gives the running epoch up.
     return [
-        subprocess.Popen([*command, "--worker", str(index)], start_new_session=True)
+        subprocess.Popen([*command, "--worker", str(index)], env=env, start_new_session=True)
         for index in range(1, count)
     ]
 
@@ -111,7 +119,7 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(
             f"no study {sweep.name!r} in {sweep_dir / study.JOURNAL}: run the sweep first"
         )
-    where = study.storage(args.storage, sweep_dir)
+    where = study.storage(args.storage, sweep_dir, args.storage_given_as)
     the_study = study.open_study(sweep, where, args.storage, create=leading and not args.report)
     sweep_dir.mkdir(parents=True, exist_ok=True)
     target = sweep.trials
@@ -136,6 +144,7 @@ def run(args: argparse.Namespace) -> int:
     worker = kind(
         sweep,
         the_study,
+        where,
         sweep_dir,
         target,
         devices=devices_of(index),
@@ -145,7 +154,7 @@ def run(args: argparse.Namespace) -> int:
     if not leading:
         end_with_the_leader()
         return worker.run()
-    others = start_workers(args, args.workers, root)
+    others: list[subprocess.Popen] = []
 
     def forward(signum: int, frame: FrameType | None) -> None:
         for process in others:
@@ -155,6 +164,10 @@ def run(args: argparse.Namespace) -> int:
 
     previous = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
+        others += start_workers(args, args.workers, root)
+        if worker.stop is not None:  # asked to stop while they were being started
+            for process in others:
+                process.send_signal(worker.stop)
         worker.signal_handler = forward
         status = worker.run()
         for process in others:
@@ -175,3 +188,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run(args)
     except UserError as error:
         return exit_status(error)
+    except KeyboardInterrupt:  # Ctrl-C before the workers' own handlers were set: nothing ran
+        return 128 + signal.SIGINT
+    except Exception as error:
+        if not from_the_database(error):
+            raise
+        from experiments.sweep.database import cause
+        from experiments.sweep.study import shown
+
+        return exit_status(
+            UserError(f"{args.storage_given_as} {shown(args.storage)}: {cause(error)}", exit_code=1)
+        )
+
+
+def from_the_database(error: BaseException) -> bool:
+    """Whether ``error`` is the study's database (or its driver) refusing a call."""
+    import optuna
+    from sqlalchemy.exc import SQLAlchemyError
+
+    return isinstance(error, SQLAlchemyError | optuna.exceptions.StorageInternalError)

@@ -6,7 +6,8 @@ metric: val/r2                             # a trial's score: its best value ove
 direction: maximize                        # or minimize
 trials: 24
 sampler: tpe                               # tpe, random or grid
-pruner: median                             # median or none
+pruner: median                             # median, none, or median with options:
+# pruner: {median: {n_startup_trials: 5, n_warmup_steps: 10}}
 args: [--trainer.max_epochs, "60"]         # optional: CLI arguments of every trial
 space:                                     # the CLI's own dotted keys
   model.init_args.network.init_args.activation: [relu, sigmoid, tanh]        # choices
@@ -37,6 +38,11 @@ from experiments.parser import located
 
 SAMPLERS = ("tpe", "random", "grid")
 PRUNERS = ("median", "none")
+# Optuna's MedianPruner options. Its defaults prune from a trial's first epoch, so that a slow
+# starter (a deeper network, a small learning rate) was pruned before it showed what it learns;
+# here no trial is pruned in its first four epochs. Lower bounds as Optuna's own checks.
+MEDIAN = {"n_startup_trials": 5, "n_warmup_steps": 4, "interval_steps": 1, "n_min_trials": 1}
+LEAST = {"n_startup_trials": 0, "n_warmup_steps": 0, "interval_steps": 1, "n_min_trials": 1}
 DIRECTIONS = ("minimize", "maximize")
 REQUIRED = ("config", "metric", "direction", "space")
 OPTIONAL = {"trials": 20, "sampler": "tpe", "pruner": "median", "args": [], "population": "auto"}
@@ -157,6 +163,7 @@ class Sweep:
     args: tuple[str, ...]
     space: dict[str, Dimension] = field(default_factory=dict)
     population: int | str = "auto"  # trials trained at once as one batched network, or auto
+    pruner_options: dict[str, int] = field(default_factory=dict)  # MedianPruner's, for median
 
     def definition(self) -> dict[str, Any]:
         """What makes a study this sweep's: the space, the metric and the direction."""
@@ -178,6 +185,33 @@ def population_size(value: Any, where: str) -> int | str:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise UserError(f"{where} must be an integer of at least 1 or auto, got {value!r}")
     return value
+def pruning(value: Any, sweep_file: Path) -> tuple[str, dict[str, int]]:
+    """The ``pruner`` entry as the pruner's name and its options: ``median``, ``none``, or
+    ``{median: {option: value, ...}}`` over :data:`MEDIAN`."""
+    if not isinstance(value, dict):
+        if value not in PRUNERS:
+            raise UserError(
+                f"{sweep_file}: pruner must be one of {', '.join(PRUNERS)}, got {value!r}"
+            )
+        return value, dict(MEDIAN) if value == "median" else {}
+    if list(value) != ["median"] or not isinstance(value["median"], dict | None):
+        raise UserError(
+            f"{sweep_file}: pruner must be median, none or {{median: {{option: value, ...}}}}, "
+            f"got {value!r}"
+        )
+    options = value["median"] or {}
+    unknown = sorted(options.keys() - MEDIAN.keys(), key=str)
+    if unknown:
+        raise UserError(
+            f"{sweep_file}: pruner: median: unknown option {unknown[0]!r} ({', '.join(MEDIAN)})"
+        )
+    for name, number in options.items():
+        if isinstance(number, bool) or not isinstance(number, int) or number < LEAST[name]:
+            raise UserError(
+                f"{sweep_file}: pruner: median: {name} must be a whole number of at least "
+                f"{LEAST[name]}, got {number!r}"
+            )
+    return "median", {**MEDIAN, **options}
 
 
 def resolve_config(value: Any, sweep_file: Path) -> Path:
@@ -208,7 +242,7 @@ def load(path: Path, trials: int | None = None) -> Sweep:
         what = f"missing {missing[0]!r}" if missing else f"unknown key {unknown[0]!r}"
         raise UserError(f"{path}: {what} (keys: {', '.join([*REQUIRED, *OPTIONAL])})")
     settings = {**OPTIONAL, **raw}
-    for key, allowed in (("direction", DIRECTIONS), ("sampler", SAMPLERS), ("pruner", PRUNERS)):
+    for key, allowed in (("direction", DIRECTIONS), ("sampler", SAMPLERS)):
         if settings[key] not in allowed:
             raise UserError(
                 f"{path}: {key} must be one of {', '.join(allowed)}, got {settings[key]!r}"
@@ -223,6 +257,7 @@ def load(path: Path, trials: int | None = None) -> Sweep:
     if not isinstance(space, dict) or not space:
         raise UserError(f"{path}: space must map CLI keys to choices or ranges, got {space!r}")
     population = population_size(settings["population"], f"{path}: population")
+    pruner, pruner_options = pruning(settings["pruner"], path)
     metric = settings["metric"]
     if not isinstance(metric, str):
         raise UserError(f"{path}: metric must name a logged scalar, got {metric!r}")
@@ -234,7 +269,8 @@ def load(path: Path, trials: int | None = None) -> Sweep:
         direction=settings["direction"],
         trials=count,
         sampler=settings["sampler"],
-        pruner=settings["pruner"],
+        pruner=pruner,
+        pruner_options=pruner_options,
         args=tuple(str(a) for a in args),
         population=population,
         space={

@@ -7,6 +7,8 @@ postgresql://...`` keeps it in PostgreSQL instead, for workers on several machin
 """
 
 import logging
+import time
+import warnings
 from pathlib import Path
 
 import optuna
@@ -15,10 +17,12 @@ from optuna.samplers import BaseSampler, GridSampler, RandomSampler, TPESampler
 from optuna.storages import BaseStorage, JournalStorage, RDBStorage
 from optuna.storages.journal import JournalFileBackend
 
-from experiments.errors import UserError, first_line
+from experiments.errors import UserError
+from experiments.sweep import database
 from experiments.sweep.spec import Sweep
 
 JOURNAL = "study.journal"
+CREATION_TRIES = 5  # tries at making the tables where other machines make them too
 DEFINITION = "definition"  # the user attribute holding what makes a study a sweep's
 
 # Optuna announces every trial it creates and finishes on its logger; the sweep reports them.
@@ -35,20 +39,59 @@ def shown(url: str) -> str:
         return url
 
 
-def storage(url: str | None, sweep_dir: Path) -> BaseStorage:
-    """The study's storage: the sweep directory's journal file, or the database at ``url``."""
+def storage(url: str | None, sweep_dir: Path, given_as: str = "--storage") -> BaseStorage:
+    """The study's storage: the sweep directory's journal file, or the database at ``url``
+    (``given_as`` names where the user gave it, for messages).
+
+    The database's connections are checked before each use (SQLAlchemy's ``pool_pre_ping``),
+    so that one closed by a server restart is replaced rather than failing a call, and its
+    trials keep heartbeats (see :mod:`experiments.sweep.database`).
+    """
     if url is None:
         sweep_dir.mkdir(parents=True, exist_ok=True)
         return JournalStorage(JournalFileBackend(str(sweep_dir / JOURNAL)))
-    try:
-        return RDBStorage(url)
-    except ImportError:
-        raise UserError(
-            f"--storage {shown(url)}: its database driver is not installed; for PostgreSQL: "
-            "pip install 'lightning-experiments[postgres]' (psycopg)"
-        ) from None
-    except Exception as error:  # SQLAlchemy and its drivers raise many kinds
-        raise UserError(f"--storage {shown(url)}: cannot reach it: {first_line(error)}") from None
+    grace = database.grace_period()
+    for attempt in range(CREATION_TRIES):
+        try:
+            with warnings.catch_warnings():
+                # Optuna calls heartbeats experimental; the sweep relies on them on purpose.
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                return RDBStorage(
+                    url,
+                    engine_kwargs={"pool_pre_ping": True},
+                    heartbeat_interval=database.heartbeat_interval(grace),
+                    grace_period=grace,
+                )
+        except ImportError:
+            raise UserError(
+                f"{given_as} {shown(url)}: its database driver is not installed; for PostgreSQL: "
+                "pip install 'lightning-experiments[postgres]' (psycopg)"
+            ) from None
+        except Exception as error:  # SQLAlchemy and its drivers raise many kinds
+            if database.transient(error):
+                why = database.cause(error)
+                if "password" in why:
+                    why += " (give it in ~/.pgpass or $PGPASSWORD, not in the URL)"
+                raise UserError(f"{given_as} {shown(url)}: cannot reach it: {why}") from None
+            if not creating_together(error) or attempt == CREATION_TRIES - 1:
+                raise UserError(
+                    f"{given_as} {shown(url)}: cannot set up Optuna's tables in it: "
+                    f"{database.cause(error)}"
+                ) from None
+            # Another machine made the tables a moment ago: they are there on the next try.
+            time.sleep(0.2 * (attempt + 1))
+    raise AssertionError("unreachable")
+
+
+def creating_together(error: BaseException) -> bool:
+    """Whether ``error`` is PostgreSQL refusing a table (or its type) that another process
+    created at the same moment: SQLAlchemy's ``create_all`` looks before it creates, and two
+    processes that look together both create."""
+    from sqlalchemy import exc
+
+    return isinstance(error, exc.IntegrityError | exc.ProgrammingError) and any(
+        words in str(error) for words in ("pg_type_typname_nsp_index", "already exists")
+    )
 
 
 class Grid(GridSampler):
@@ -78,8 +121,8 @@ def sampler(sweep: Sweep) -> BaseSampler:
 
 
 def pruner(sweep: Sweep) -> BasePruner:
-    """Optuna's median rule, with its defaults: no pruning before five trials have finished."""
-    return MedianPruner() if sweep.pruner == "median" else NopPruner()
+    """Optuna's median rule, with the sweep file's options (see :data:`spec.MEDIAN`), or none."""
+    return MedianPruner(**sweep.pruner_options) if sweep.pruner == "median" else NopPruner()
 
 
 def grid_size(sweep: Sweep) -> int | None:

@@ -1,12 +1,15 @@
 """A sweep's worker: takes one trial at a time and trains it as an ordinary run, in-process.
 
 Trial ``n`` is the run ``lightning_logs/<sweep>/version_<n>/``, trained by the CLI as any
-``fit`` is, and held, like any run being trained, by its ``run.lock``. That lock is what makes
-a sweep survive its workers: a trial that the study calls running but whose lock is free has
-lost its worker (SIGKILL, a machine gone, Ctrl-C), and the next worker to look takes it over,
-in its own run directory, from its ``last.ckpt`` if it has one, as ``fit --ckpt_path`` would.
-Taking a trial, new or left over, happens under the sweep's own lock (``sweep.lock``), so that
-no two workers take the same one and no more trials are begun than the sweep asks for.
+``fit`` is, and held, like any run being trained, by its ``run.lock``. A trial that the study
+calls running but whose worker is gone (SIGKILL, a machine gone, Ctrl-C) is taken over by the
+next worker to look, in its own run directory, from its ``last.ckpt`` if it has one there, as
+``fit --ckpt_path`` would. Whether a trial's worker is gone is told by what every worker of the
+study sees: with the journal file (one disk for every worker), by its ``run.lock`` being free;
+with a database, by the trial's heartbeat in it (:mod:`experiments.sweep.database`), or by its
+worker having let it go when it stopped. Taking a trial, new or left over, happens under the
+sweep's own lock (``sweep.lock``) and, in PostgreSQL, the study's advisory lock, so that no two
+workers take the same one and no more trials are begun than the sweep asks for.
 """
 
 import contextlib
@@ -15,6 +18,7 @@ import io
 import logging
 import os
 import signal
+import socket
 import sys
 import time
 import warnings
@@ -35,6 +39,8 @@ from experiments.cli import ExperimentCLI
 from experiments.errors import UserError
 from experiments.rundir import RunLock
 from experiments.runpath import RunPath
+from experiments.sweep import database
+from experiments.sweep.database import HOLDER, patiently
 from experiments.sweep.spec import Sweep
 
 SWEEP_LOCK = "sweep.lock"
@@ -76,6 +82,7 @@ class TrialReporter(EarlyStopping):
         super().__init__(monitor=metric, mode="max" if direction == "maximize" else "min")
         self.trial, self.metric, self.worker = trial, metric, worker
         self.pruned_at: int | None = None
+        self.lost_at: int | None = None  # the epoch after which the database was given up
         self.interrupted = False
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
@@ -88,18 +95,27 @@ class TrialReporter(EarlyStopping):
 
     def report(self, trainer) -> None:
         value = trainer.callback_metrics.get(self.metric)
-        if value is not None:
-            with warnings.catch_warnings():
-                # A trial taken over repeats the epoch after its last checkpoint: the value
-                # is the one reported before, and Optuna keeps the first.
-                warnings.filterwarnings("ignore", message=r".*is already reported.*")
-                self.trial.report(float(value), trainer.current_epoch)
-            if self.trial.should_prune():
-                self.pruned_at = trainer.current_epoch
-                trainer.should_stop = True
+        try:
+            if value is not None:
+                patiently(lambda: self.record(float(value), trainer.current_epoch))
+                if patiently(self.trial.should_prune):
+                    self.pruned_at = trainer.current_epoch
+                    trainer.should_stop = True
+        except database.StorageAwayError as away:  # stop here: the epoch's checkpoint comes next
+            self.worker.lost = away
+            self.lost_at = trainer.current_epoch
+            trainer.should_stop = True
         if self.worker.stop is not None:
             self.interrupted = True
             trainer.should_stop = True
+
+    def record(self, value: float, epoch: int) -> None:
+        with warnings.catch_warnings():
+            # A trial taken over repeats the epoch after its last checkpoint (or all of them,
+            # on a machine without its checkpoint): the value is one reported before, and
+            # Optuna keeps the first.
+            warnings.filterwarnings("ignore", message=r".*is already reported.*")
+            self.trial.report(value, epoch)
 
     def state_dict(self) -> dict[str, Any]:
         return {}
@@ -132,6 +148,7 @@ class Worker:
     Args:
         sweep: The sweep file.
         study: Its study.
+        storage: The study's storage (a journal file, or a database that keeps heartbeats).
         sweep_dir: ``lightning_logs/<sweep>``.
         target: How many finished or pruned trials the study is to have.
         devices: This worker's ``--trainer.devices`` value.
@@ -142,34 +159,46 @@ class Worker:
         self,
         sweep: Sweep,
         study: optuna.Study,
+        storage: optuna.storages.BaseStorage,
         sweep_dir: Path,
         target: int,
         devices: str = "1",
         sharing: int = 1,
     ) -> None:
-        self.sweep, self.study, self.sweep_dir, self.target = sweep, study, sweep_dir, target
+        self.sweep, self.study, self.storage = sweep, study, storage
+        self.sweep_dir, self.target = sweep_dir, target
         self.devices = devices
         self.sharing = sharing
         self.stop: int | None = None  # the signal that asked this worker to stop
+        self.lost: database.StorageAwayError | None = None  # the database, given up mid-trial
         self.signal_handler = self.asked_to_stop  # the leading process also tells the others
+        self.name = f"{socket.gethostname()} {os.getpid()}"  # what HOLDER says of this worker
 
     def run_dir(self, number: int) -> RunPath:
         return RunPath.of(self.sweep_dir, number)
 
     def claim(self) -> Claim | NoTrial:
         """The next trial to train, or why there is none now."""
-        with sweep_lock(self.sweep_dir):
-            trials = self.study.get_trials(deepcopy=False)
+        with sweep_lock(self.sweep_dir), database.claiming(self.storage, self.study):
+            trials = patiently(lambda: self.study.get_trials(deepcopy=False))
+            tracked = database.tracked(self.storage)
+            stale = database.stale_trial_ids(self.storage, self.study) if tracked else set()
             for frozen in trials:
                 if frozen.state != TrialState.RUNNING:
+                    continue
+                # With a database, its worker is gone if it let the trial go, or its heartbeat
+                # is stale (a worker sets both under this lock, so a trial without either has
+                # lost its worker before it began); with the journal, if its run.lock is free.
+                if tracked and frozen.user_attrs.get(HOLDER) and frozen._trial_id not in stale:
                     continue
                 run = self.run_dir(frozen.number)
                 run.directory.mkdir(parents=True, exist_ok=True)
                 lock = RunLock.attempt(run.directory)
-                if lock is not None:  # its worker is gone
+                if lock is not None:
                     # Optuna has no public way to go on with a running trial from another
                     # process (its heartbeat retries start a new trial, a new run directory).
                     trial = optuna.Trial(self.study, frozen._trial_id)
+                    self.hold(trial)
                     return Claim(trial, self.decoded(frozen.params), run, lock, True)
             states = Counter(frozen.state for frozen in trials)
             running = states[TrialState.RUNNING]
@@ -181,10 +210,24 @@ class Worker:
                     "stopping (see each one's line above)"
                 )
             distributions = {key: dim.distribution() for key, dim in self.sweep.space.items()}
-            trial = self.study.ask(distributions)
+            trial = patiently(lambda: database.ask(self.study, distributions))
+            self.hold(trial)
             run = self.run_dir(trial.number)
             run.directory.mkdir(parents=True, exist_ok=True)
             return Claim(trial, self.decoded(trial.params), run, RunLock(run.directory), False)
+
+    def hold(self, trial: optuna.Trial) -> None:
+        """Mark ``trial`` as this worker's, and give it a fresh heartbeat, before the claim's
+        lock is let go: no other worker may think it free."""
+        patiently(lambda: trial.set_user_attr(HOLDER, self.name))
+        if database.tracked(self.storage):
+            patiently(lambda: self.storage.record_heartbeat(trial._trial_id))
+
+    def let_go(self, claim: Claim) -> None:
+        """Say in the study that no worker trains ``claim``'s trial now: the next to look
+        takes it over at once, and a report can call it stopped."""
+        with contextlib.suppress(database.StorageAwayError):  # then its heartbeat goes stale
+            patiently(lambda: claim.trial.set_user_attr(HOLDER, None))
 
     def decoded(self, params: dict[str, Any]) -> dict[str, Any]:
         return {key: self.sweep.space[key].decode(value) for key, value in params.items()}
@@ -205,6 +248,8 @@ class Worker:
                     break
                 else:
                     self.train(claim)
+                if self.lost is not None:
+                    raise self.lost
         except KeyboardInterrupt:  # a second Ctrl-C: the running epoch is given up
             self.stop = self.stop or signal.SIGINT
         finally:
@@ -238,7 +283,11 @@ class Worker:
         reporter = TrialReporter(claim.trial, self.sweep.metric, self.sweep.direction, self)
         error = None
         try:
-            with quiet_trial(), threads.shared_by(self.sharing):
+            with (
+                database.Heartbeat(self.storage, claim.trial._trial_id),
+                quiet_trial(),
+                threads.shared_by(self.sharing),
+            ):
                 ExperimentCLI(
                     args=args,
                     run_version=claim.trial.number,
@@ -255,33 +304,42 @@ class Worker:
         except Exception as failure:  # anything else: the trial failed, the sweep goes on
             error = f"{type(failure).__name__}: {failure}"
         try:
-            self.tell(claim, reporter, error)
+            if self.lost is not None:
+                stopped = f"trial {claim.trial.number} stopped after epoch {reporter.lost_at}"
+                self.lost = database.StorageAwayError(self.lost.error, f"{stopped}, checkpointed")
+            else:
+                self.tell(claim, reporter, error)
         finally:
             claim.lock.release()
 
     def tell(self, claim: Claim, reporter: TrialReporter, error: str | None) -> None:
         """Record the trial's end in the study (an interrupted trial stays running)."""
         if reporter.interrupted or (self.stop is not None and error is None):
+            self.let_go(claim)
             self.say(claim, "stopped: it goes on when the sweep is run again")
             return
-        (frozen,) = (
-            t for t in self.study.get_trials(deepcopy=False) if t.number == claim.trial.number
-        )
+        number = claim.trial.number
+        trials = patiently(lambda: self.study.get_trials(deepcopy=False))
+        (frozen,) = (t for t in trials if t.number == number)
         score = best_value(frozen, self.sweep.direction)
         epochs = len(frozen.intermediate_values)
         if error is not None and score is None:
-            self.study.tell(claim.trial, state=TrialState.FAIL)
+            self.finish(claim, state=TrialState.FAIL)
             self.say(claim, f"failed: {error}")
         elif error is not None or reporter.pruned_at is not None:
             why = f"stopped early ({error})" if error else f"pruned at epoch {reporter.pruned_at}"
-            self.study.tell(claim.trial, state=TrialState.PRUNED)
+            self.finish(claim, state=TrialState.PRUNED)
             self.say(claim, f"{why}: best {self.sweep.metric} {score:.4f}")
         elif score is None:
-            self.study.tell(claim.trial, state=TrialState.FAIL)
+            self.finish(claim, state=TrialState.FAIL)
             self.say(claim, f"failed: it never logged {self.sweep.metric}")
         else:
-            self.study.tell(claim.trial, score)
+            self.finish(claim, values=score)
             self.say(claim, f"complete: best {self.sweep.metric} {score:.4f} ({epochs} epochs)")
+
+    def finish(self, claim: Claim, **outcome: Any) -> None:
+        """``study.tell``; a retry after a lost answer finds the trial finished, and lets it be."""
+        patiently(lambda: self.study.tell(claim.trial, skip_if_finished=True, **outcome))
 
 
 @contextlib.contextmanager
