@@ -185,6 +185,8 @@ def population_size(value: Any, where: str) -> int | str:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise UserError(f"{where} must be an integer of at least 1 or auto, got {value!r}")
     return value
+
+
 def pruning(value: Any, sweep_file: Path) -> tuple[str, dict[str, int]]:
     """The ``pruner`` entry as the pruner's name and its options: ``median``, ``none``, or
     ``{median: {option: value, ...}}`` over :data:`MEDIAN`."""
