@@ -102,6 +102,17 @@ def member_checkpoint(
     }
 
 
+def write_text(path: Path, text: str) -> None:
+    """Write a small text file whole or not at all, as :func:`save` writes a checkpoint."""
+    partial = partial_name(path)
+    try:
+        partial.write_text(text)
+        os.replace(partial, path)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+
+
 def save(checkpoint: dict[str, Any], path: Path) -> None:
     """Write a checkpoint whole or not at all: written beside, then renamed over ``path``.
 

@@ -24,11 +24,10 @@ from lightning.pytorch.callbacks import Callback
 from optuna.trial import TrialState
 
 from experiments import assembly, fastpath, threads
-from experiments.atomic import write_atomically
 from experiments.interrupt import StopOnSignal
 from experiments.population import grouping, journal
 from experiments.population.model import CLASSIFICATION, REGRESSION, PopulationTask
-from experiments.population.outputs import MemberLog, member_checkpoint, save
+from experiments.population.outputs import MemberLog, member_checkpoint, save, write_text
 from experiments.rundir import RunLock
 from experiments.runpath import BEST_PREFIX, RunPath
 from experiments.settings import flat_hparams
@@ -153,9 +152,11 @@ class Population:
             run = member.run
             run.directory.mkdir(parents=True, exist_ok=True)
             config = run.directory / "config.yaml"
+            # Not flushed to the disk file by file (a population writes two per member): a
+            # crash before the population's first checkpoint trains the member again anyway.
             if not config.is_file():
-                write_atomically(config, self.template.config_text(member.saved))
-            write_atomically(run.directory / POINTER, pointer)
+                write_text(config, self.template.config_text(member.saved))
+            write_text(run.directory / POINTER, pointer)
             written = any(run.directory.glob("events.out.tfevents.*"))
             if not resume:  # trained again from the start: what an earlier try left goes
                 for old in run.checkpoints.glob("*.ckpt"):

@@ -10,6 +10,7 @@ trains one trial at a time, as the sequential worker trains it, after one line s
 """
 
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 import optuna
@@ -17,7 +18,7 @@ from optuna.trial import TrialState
 
 from experiments import threads
 from experiments.errors import UserError, first_line
-from experiments.population import auto, grouping
+from experiments.population import auto, grouping, journal
 from experiments.population.training import (
     Member,
     Population,
@@ -53,6 +54,7 @@ class PopulationWorker(Worker):
     def __init__(self, *args: Any, population: int | str, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.population = self.auto() if population == "auto" else int(population)
+        self.appends = journal.install(self.storage)
 
     def auto(self) -> int:
         """``population: auto``: the size :func:`auto.choose` gives the sweep's experiment; 1
@@ -91,7 +93,6 @@ class PopulationWorker(Worker):
                     # Optuna has no public way to go on with a running trial from another
                     # process (see Worker.claim).
                     trial = optuna.Trial(self.study, frozen._trial_id)
-                    self.hold(trial)
                     claims.append(Claim(trial, self.decoded(frozen.params), run, lock, True))
             states = Counter(frozen.state for frozen in trials)
             running = states[TrialState.RUNNING]
@@ -104,12 +105,16 @@ class PopulationWorker(Worker):
             distributions = {key: dim.distribution() for key, dim in self.sweep.space.items()}
             for _ in range(max(0, min(free, self.population - len(claims)))):
                 trial = patiently(lambda: database.ask(self.study, distributions))
-                self.hold(trial)
                 run = self.run_dir(trial.number)
                 run.directory.mkdir(parents=True, exist_ok=True)
                 claims.append(
                     Claim(trial, self.decoded(trial.params), run, RunLock(run.directory), False)
                 )
+            # Each trial marked as this worker's before the claim's lock is let go, in one
+            # append to a journal (an append per trial would wait on the disk each time).
+            with journal.held(self.appends):
+                for claim in claims:
+                    self.hold(claim.trial)
             if claims:
                 return claims
             return NoTrial.WAIT if running > 0 else NoTrial.DONE
@@ -133,8 +138,6 @@ class PopulationWorker(Worker):
 
     def resume(self, checkpoint: str, group: list[Claim], fresh: list[Claim]) -> None:
         """Go on with a population from its checkpoint, if this worker holds all its trials."""
-        from pathlib import Path
-
         order = saved_members(Path(checkpoint))
         held = {claim.trial.number: claim for claim in group}
         if set(order) != set(held):
