@@ -21,7 +21,6 @@ import lightning.pytorch as pl
 import optuna
 import torch
 from lightning.pytorch.callbacks import Callback
-from optuna.trial import TrialState
 
 from experiments import assembly, fastpath, threads
 from experiments.interrupt import StopOnSignal
@@ -32,11 +31,18 @@ from experiments.rundir import RunLock
 from experiments.runpath import BEST_PREFIX, RunPath
 from experiments.settings import flat_hparams
 from experiments.sweep import database
-from experiments.sweep.database import patiently
-from experiments.sweep.worker import best_value, quiet_trial
+from experiments.sweep.worker import quiet_trial
 
 METRICS = {CLASSIFICATION: ("loss", "acc"), REGRESSION: ("loss", "mae", "r2")}
 POINTER = "population.json"  # in a member's run directory: the population it trains in
+
+
+@dataclass
+class Outcome:
+    """How a member's training ended, as :meth:`Worker.tell` reads a trial's reporter."""
+
+    pruned_at: int | None = None
+    interrupted: bool = False
 
 
 @dataclass
@@ -385,24 +391,9 @@ class Population:
         member.log.flush()
 
     def tell(self, member: Member, pruned_at: int | None = None, error: str | None = None) -> None:
-        """Record the member's end in the study, and say it."""
-        metric, worker = self.worker.sweep.metric, self.worker
-        trials = patiently(lambda: worker.study.get_trials(deepcopy=False))
-        (frozen,) = (t for t in trials if t.number == member.number)
-        score = best_value(frozen, worker.sweep.direction)
-        epochs = len(frozen.intermediate_values)
-        if error is not None and score is None:
-            worker.finish(member, state=TrialState.FAIL)
-            self.say(member, f"failed: {error}")
-        elif error is not None or pruned_at is not None:
-            why = f"stopped early ({error})" if error else f"pruned at epoch {pruned_at}"
-            worker.finish(member, state=TrialState.PRUNED)
-            self.say(member, f"{why}: best {metric} {score:.4f}")
-        elif score is None:
-            worker.finish(member, state=TrialState.FAIL)
-            self.say(member, f"failed: it never logged {metric}")
-        else:
-            worker.finish(member, values=score)
-            self.say(member, f"complete: best {metric} {score:.4f} ({epochs} epochs)")
+        """Record the member's end in the study and say it, as the worker does for a trial
+        trained alone (its lines to the sweep's output, also while training is silenced)."""
+        with contextlib.redirect_stdout(self.out):
+            self.worker.tell(member, Outcome(pruned_at=pruned_at), error)
         if pruned_at is not None:
             member.lock.release()
