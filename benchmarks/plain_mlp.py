@@ -1,9 +1,9 @@
 """A plain PyTorch training script in the style of source 001, example 2: one trial of (a).
 
-``python benchmarks/plain_mlp.py LR HIDDEN EPOCHS`` trains the 10 -> HIDDEN -> 2 MLP with Adam
-on 1000 samples whose labels follow a linear rule of the features (as mlp_classification's
-data do), in batches of 32, and prints its accuracy on the last 200 samples. Only the
-hyperparameters change between runs, as in a user's shell loop over a grid.
+``python benchmarks/plain_mlp.py LR HIDDEN EPOCHS [WEIGHT_DECAY SEED]`` trains the
+10 -> HIDDEN -> 2 MLP with Adam on 1000 samples whose labels follow a linear rule of the
+features (as mlp_classification's data do), in batches of 32, and prints its accuracy on the
+last 200 samples. Only the hyperparameters change between runs, as in a user's shell loop.
 """
 
 import sys
@@ -25,14 +25,16 @@ class MLP(nn.Module):
 
 
 learning_rate, hidden_dim, num_epochs = float(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
-torch.manual_seed(0)
+weight_decay = float(sys.argv[4]) if len(sys.argv) > 4 else 0.0
+seed = int(sys.argv[5]) if len(sys.argv) > 5 else 0
+torch.manual_seed(seed)
 X = torch.randn(1000, 10)
 y = (X @ torch.randn(10, 2)).argmax(dim=1)
 train = DataLoader(TensorDataset(X[:800], y[:800]), batch_size=32, shuffle=True)
 
 model = MLP(10, hidden_dim, 2)
 criterion = nn.CrossEntropyLoss()
-optimizer = optim.Adam(model.parameters(), lr=learning_rate)
+optimizer = optim.Adam(model.parameters(), lr=learning_rate, weight_decay=weight_decay)
 for _epoch in range(num_epochs):
     for inputs, labels in train:
         loss = criterion(model(inputs), labels)

@@ -1,14 +1,18 @@
-"""Sixteen trials of ``mlp_classification``, 30 epochs each, run three ways; wall times and ratios.
+"""64 trials of ``mlp_classification``, 30 epochs each, run four ways; wall times and ratios.
 
-The same 16 configurations (4 learning rates x 4 hidden widths) are trained:
+The same configurations (4 learning rates x 4 weight decays x 4 seeds) are trained:
 
-* (a) by 16 plain PyTorch scripts in the style of the source material, one after another,
-  each a fresh Python process (``benchmarks/plain_mlp.py``), as a user's shell loop would;
-* (b) by 16 ``python -m experiments fit`` commands one after another;
-* (c) by one ``python -m experiments.sweep`` with 2 workers and no pruning (a grid sweep).
+* (a) by plain PyTorch scripts in the style of the source material, one after another, each a
+  fresh Python process (``benchmarks/plain_mlp.py``), as a user's shell loop would;
+* (b) by ``python -m experiments fit`` commands one after another;
+* (c) by one ``python -m experiments.sweep --workers 2 --population 1``: 2 workers, one trial
+  at a time each;
+* (d) by one ``python -m experiments.sweep --population 64``: the trials as one batched network.
 
-The targets are (c) <= 0.3 x (b) and (c) <= 0.5 x (a). Also printed: the start-up of one
-process (``python -m experiments fit --help``) and what one trial costs inside a sweep worker.
+The targets are (d) <= 0.15 x (c) and (d) <= 0.1 x (a). A second table trains populations of
+P = 1, 8, 64 and 256 trials (one sweep command each): wall time per trial and the command's
+peak memory; and a trial-step inside the largest population is set against a step of the
+plain loop.
 
 Run: ``.venv/bin/python -m benchmarks.sweep`` (``--trials 4`` for a short check).
 """
@@ -25,10 +29,15 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 RATES = [0.0003, 0.001, 0.003, 0.01]
-WIDTHS = [16, 32, 64, 128]
+DECAYS = [0.0, 1e-4, 1e-3, 1e-2]
+SEEDS = [0, 1, 2, 3]
 EPOCHS = 30
+STEPS = 25 * EPOCHS  # 800 training samples in batches of 32
+POPULATIONS = (1, 8, 64, 256)
 LR = "model.init_args.optimizer.init_args.lr"
-HIDDEN = "model.init_args.network.init_args.hidden_sizes"
+DECAY = "model.init_args.optimizer.init_args.weight_decay"
+SEED = "seed_everything"
+CONFIG = REPO / "experiments" / "mlp_classification.yaml"
 
 
 def timed(commands: list[list[str]], cwd: Path) -> float:
@@ -39,65 +48,107 @@ def timed(commands: list[list[str]], cwd: Path) -> float:
     return time.perf_counter() - start
 
 
+def peak_mib(command: list[str], cwd: Path) -> tuple[float, float]:
+    """Seconds and peak resident memory (MiB) of ``command``, run in a process of its own."""
+    probe = (
+        "import resource, subprocess, sys, time; t = time.perf_counter(); "
+        "subprocess.run(sys.argv[1:], check=True, capture_output=True); "
+        "print(time.perf_counter() - t, "
+        "resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024)"
+    )
+    out = subprocess.run([sys.executable, "-c", probe, *command], cwd=cwd, check=True,
+                         capture_output=True, text=True).stdout.split()  # fmt: skip
+    return float(out[0]), float(out[1])
+
+
+def sweep_file(path: Path, trials: int, space: dict) -> Path:
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "config": str(CONFIG),
+                "metric": "val/acc",
+                "direction": "maximize",
+                "trials": trials,
+                "sampler": "grid",
+                "pruner": "none",
+                "args": ["--trainer.max_epochs", str(EPOCHS), "--figures.enabled", "false"],
+                "space": space,
+            }
+        )
+    )
+    return path
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--trials", type=int, default=16, help="the first N configurations")
+    parser.add_argument("--trials", type=int, default=64, help="the first N configurations")
     args = parser.parse_args(argv)
-    configs = list(itertools.product(RATES, WIDTHS))[: args.trials]
+    configs = list(itertools.product(RATES, DECAYS, SEEDS))[: args.trials]
     python = sys.executable
+    sweep = [python, "-m", "experiments.sweep"]
     with tempfile.TemporaryDirectory() as directory:
         work = Path(directory)
         plain = [
-            [python, str(REPO / "benchmarks" / "plain_mlp.py"), str(lr), str(width), str(EPOCHS)]
-            for lr, width in configs
-        ]
+            [python, str(REPO / "benchmarks" / "plain_mlp.py"), str(lr), "50", str(EPOCHS),
+             str(decay), str(seed)]
+            for lr, decay, seed in configs
+        ]  # fmt: skip
         fits = [
             [
-                python, "-m", "experiments", "fit",
-                "--config", str(REPO / "experiments" / "mlp_classification.yaml"),
-                "--trainer.max_epochs", str(EPOCHS),
-                f"--{LR}", str(lr),
-                f"--{HIDDEN}", f"[{width}]",
-                "--trainer.enable_progress_bar", "false",
+                python, "-m", "experiments", "fit", "--config", str(CONFIG),
+                "--trainer.max_epochs", str(EPOCHS), f"--{LR}", str(lr), f"--{DECAY}", str(decay),
+                "--seed_everything", str(seed), "--trainer.enable_progress_bar", "false",
+                "--figures.enabled", "false",
             ]
-            for lr, width in configs
+            for lr, decay, seed in configs
         ]  # fmt: skip
-        sweep_file = work / "bench.yaml"
-        sweep_file.write_text(
-            yaml.safe_dump(
-                {
-                    "config": str(REPO / "experiments" / "mlp_classification.yaml"),
-                    "metric": "val/acc",
-                    "direction": "maximize",
-                    "trials": len(configs),
-                    "sampler": "grid",
-                    "pruner": "none",
-                    "args": ["--trainer.max_epochs", str(EPOCHS)],
-                    "space": {
-                        LR: sorted({lr for lr, _ in configs}),
-                        HIDDEN: [[w] for w in sorted({w for _, w in configs})],
-                    },
-                }
-            )
-        )
-        sweep = [[python, "-m", "experiments.sweep", str(sweep_file), "--workers", "2"]]
-        for name in "abc":
+        space = {
+            LR: sorted({c[0] for c in configs}),
+            DECAY: sorted({c[1] for c in configs}),
+            SEED: sorted({c[2] for c in configs}),
+        }
+        bench = sweep_file(work / "bench.yaml", len(configs), space)
+        for name in "abcd":
             (work / name).mkdir()
         startup = timed([[python, "-m", "experiments", "fit", "--help"]], work)
+        bare = timed([[python, "-c", "import torch"]], work)
         seconds = {
             "(a) plain scripts": timed(plain, work / "a"),
             "(b) experiments fit": timed(fits, work / "b"),
-            "(c) experiments.sweep": timed(sweep, work / "c"),
+            "(c) sweep, 2 workers": timed(
+                [[*sweep, str(bench), "--workers", "2", "--population", "1"]], work / "c"
+            ),
+            "(d) sweep, vectorized": timed(
+                [[*sweep, str(bench), "--population", str(len(configs))]], work / "d"
+            ),
         }
-    a, b, c = seconds.values()
+        table = []
+        # The short check (--trials below 64) keeps to the small populations.
+        for size in [p for p in POPULATIONS if args.trials >= 64 or p <= 8]:
+            place = work / f"p{size}"
+            place.mkdir()
+            grid = {LR: [0.001], SEED: list(range(size))}
+            path = sweep_file(place / f"p{size}.yaml", size, grid)
+            wall, peak = peak_mib([*sweep, str(path), "--population", str(size)], place)
+            table.append((size, wall, peak))
+    a, b, c, d = seconds.values()
     print(f"{len(configs)} trials of mlp_classification, {EPOCHS} epochs each, wall time:")
     for way, value in seconds.items():
         print(f"  {way:<24}{value:7.1f} s   {value / len(configs):5.2f} s a trial")
-    print(f"  (c) / (b) = {c / b:.2f} (target <= 0.3);  (c) / (a) = {c / a:.2f} (target <= 0.5)")
-    per_trial = (c - startup) * 2 / len(configs)
+    print(f"  (c) / (b) = {c / b:.2f};  (c) / (a) = {c / a:.2f}")
+    print(f"  (d) / (c) = {d / c:.3f} (target <= 0.15);  (d) / (a) = {d / a:.3f} (target <= 0.1)")
+    print(f"start-up of one process: {startup:.1f} s (python -m experiments fit --help)")
+    print("\npopulations of P trials (learning rate 1e-3, P seeds), one sweep command each:")
+    print("  P      wall     per trial   peak memory")
+    for size, wall, peak in table:
+        print(f"  {size:<6}{wall:6.1f} s  {wall / size:7.3f} s   {peak:7.0f} MiB")
+    plain_step = (a / len(configs) - bare) / STEPS
+    size, wall, _ = table[-1]
+    member_step = (wall - startup) / (size * STEPS)
     print(
-        f"start-up of one process: {startup:.1f} s; a trial inside a sweep worker: about "
-        f"{per_trial:.1f} s (2 workers, after their start-up)"
+        f"a step of the plain loop: {plain_step * 1e6:.0f} us (its trial less the import of "
+        f"torch); a trial-step in the population of {size}: {member_step * 1e6:.0f} us "
+        f"({member_step / plain_step:.3f} x; target <= 0.1), its outputs and start-up included"
     )
 
 

@@ -42,6 +42,9 @@ def sweep_file(directory: Path, name: str = "quick", **settings: object) -> Path
         "pruner": "none",
         "args": SMALL,
         "space": {LR: [0.05, 0.1], HIDDEN: [[5], [20]]},
+        # One trial at a time: these tests are of that worker; tests/test_population.py has
+        # populations' own.
+        "population": 1,
         **settings,
     }
     path = directory / f"{name}.yaml"

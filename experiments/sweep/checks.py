@@ -38,8 +38,19 @@ def check(sweep: Sweep) -> ExperimentCLI:
     except UserError as error:
         raise UserError(f"{sweep.path}: the base experiment: {error}") from None
     options = [o for action in cli.parser._actions for o in action.option_strings]
-    for key, dimension in sweep.space.items():
-        for value in dimension.samples():
+    samples = {key: dimension.samples() for key, dimension in sweep.space.items()}
+    # The keys' i-th samples are parsed together (a parse costs a tenth of a second or more);
+    # a round that is refused is parsed again key by key, to name the key and value refused.
+    for round_ in range(max(len(values) for values in samples.values())):
+        chosen = {key: values[min(round_, len(values) - 1)] for key, values in samples.items()}
+        together = [a for key, v in chosen.items() for a in (f"--{key}", cli_value(v))]
+        try:
+            with quiet():
+                cli.parser.parse_args([*base, *together])
+            continue
+        except ArgumentError:
+            pass
+        for key, value in chosen.items():
             argv = [*base, f"--{key}", cli_value(value)]
             try:
                 with quiet():

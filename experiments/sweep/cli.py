@@ -44,6 +44,11 @@ def arguments(argv: Sequence[str] | None) -> argparse.Namespace:
         "line (libpq's ~/.pgpass and $PGPASSWORD work too); "
         "default: lightning_logs/<sweep>/study.journal",
     )
+    parser.add_argument(
+        "--population",
+        help="trials trained at once as one batched network, or auto (default: the file's "
+        "population, else auto)",
+    )
     parser.add_argument("--report", action="store_true", help="print the results; run no trial")
     # Set for the workers this command starts: which one, and the directory it found runs in.
     parser.add_argument("--worker", type=int, help=argparse.SUPPRESS)
@@ -75,6 +80,8 @@ def start_workers(args: argparse.Namespace, count: int, root: Path) -> list[subp
     if args.trials is not None:
         command += ["--trials", str(args.trials)]
     env = {**os.environ, STORAGE: args.storage} if args.storage else None
+    if args.population is not None:
+        command += ["--population", args.population]
     # Each worker in a session of its own: a terminal's Ctrl-C reaches only this process, which
     # passes it on once. Were the workers in its process group as well, each would get the
     # signal twice, directly and passed on, and a second signal gives the running epoch up.
@@ -125,7 +132,16 @@ def run(args: argparse.Namespace) -> int:
         report.write(the_study, sweep, sweep_dir)
         return 0
     index = args.worker or 0
-    worker = Worker(
+    population = sweep.population
+    if args.population is not None:
+        population = spec.population_size(args.population, "--population")
+    kind = Worker
+    options = {}
+    if population != 1:
+        from experiments.population.worker import PopulationWorker
+
+        kind, options = PopulationWorker, {"population": population}
+    worker = kind(
         sweep,
         the_study,
         where,
@@ -133,6 +149,7 @@ def run(args: argparse.Namespace) -> int:
         target,
         devices=devices_of(index),
         sharing=args.workers,
+        **options,
     )
     if not leading:
         end_with_the_leader()

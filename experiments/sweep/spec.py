@@ -45,7 +45,7 @@ MEDIAN = {"n_startup_trials": 5, "n_warmup_steps": 4, "interval_steps": 1, "n_mi
 LEAST = {"n_startup_trials": 0, "n_warmup_steps": 0, "interval_steps": 1, "n_min_trials": 1}
 DIRECTIONS = ("minimize", "maximize")
 REQUIRED = ("config", "metric", "direction", "space")
-OPTIONAL = {"trials": 20, "sampler": "tpe", "pruner": "median", "args": []}
+OPTIONAL = {"trials": 20, "sampler": "tpe", "pruner": "median", "args": [], "population": "auto"}
 REPO = Path(__file__).resolve().parents[2]
 Scalar = None | bool | int | float | str
 
@@ -162,6 +162,7 @@ class Sweep:
     pruner: str
     args: tuple[str, ...]
     space: dict[str, Dimension] = field(default_factory=dict)
+    population: int | str = "auto"  # trials trained at once as one batched network, or auto
     pruner_options: dict[str, int] = field(default_factory=dict)  # MedianPruner's, for median
 
     def definition(self) -> dict[str, Any]:
@@ -173,6 +174,17 @@ class Sweep:
         """The CLI arguments of a trial with ``params`` (already decoded)."""
         pairs = [(f"--{key}", cli_value(value)) for key, value in params.items()]
         return ["--config", str(self.config), *self.args, *(a for pair in pairs for a in pair)]
+
+
+def population_size(value: Any, where: str) -> int | str:
+    """A population size as given: an int of at least 1, or ``auto``."""
+    if value == "auto":
+        return value
+    if isinstance(value, str) and value.isdigit():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise UserError(f"{where} must be an integer of at least 1 or auto, got {value!r}")
+    return value
 
 
 def pruning(value: Any, sweep_file: Path) -> tuple[str, dict[str, int]]:
@@ -246,6 +258,7 @@ def load(path: Path, trials: int | None = None) -> Sweep:
     space = settings["space"]
     if not isinstance(space, dict) or not space:
         raise UserError(f"{path}: space must map CLI keys to choices or ranges, got {space!r}")
+    population = population_size(settings["population"], f"{path}: population")
     pruner, pruner_options = pruning(settings["pruner"], path)
     metric = settings["metric"]
     if not isinstance(metric, str):
@@ -261,6 +274,7 @@ def load(path: Path, trials: int | None = None) -> Sweep:
         pruner=pruner,
         pruner_options=pruner_options,
         args=tuple(str(a) for a in args),
+        population=population,
         space={
             str(key).removeprefix("--"): dimension(str(key).removeprefix("--"), value)
             for key, value in space.items()

@@ -115,7 +115,9 @@ def sampler(sweep: Sweep) -> BaseSampler:
         return Grid({key: dim.grid() for key, dim in sweep.space.items()}, seed=0)
     if sweep.sampler == "random":
         return RandomSampler()
-    return TPESampler()
+    # The constant liar: trials asked for while others run (a population asks for several at
+    # once) are not proposed next to the running ones.
+    return TPESampler(constant_liar=True)
 
 
 def pruner(sweep: Sweep) -> BasePruner:

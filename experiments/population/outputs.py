@@ -1,0 +1,129 @@
+"""What each member of a population leaves in its run directory, as a single run would.
+
+* Its TensorBoard scalars, with a single run's tags at a single run's steps, in an event file
+  of its own. The values are held and written once per epoch, all in one write, without the
+  writer thread that TensorBoard's ``SummaryWriter`` starts for every file.
+* Its checkpoints in the single-run format: the task's ``network.*`` weights, the optimizer's
+  state as ``torch.optim`` holds it for one network, the Lightning loops and the
+  hyperparameters, so that ``test --ckpt_path best`` evaluates it and ``fit --ckpt_path``
+  continues it alone.
+"""
+
+import os
+import socket
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+from tensorboard.compat.proto.event_pb2 import Event, SessionLog
+from tensorboard.compat.proto.summary_pb2 import Summary
+from tensorboard.summary.writer.record_writer import RecordWriter
+
+from experiments.atomic import partial_name
+
+# Distinguishes the event files that one process opens in the same second.
+_opened = 0
+
+
+class MemberLog:
+    """A member's event file: scalars held until :meth:`flush`, then written at once.
+
+    Args:
+        run: The member's run directory.
+        purge_step: Where a run that had written before continues: TensorBoard hides what
+            it wrote from this step on (as a resumed single run's logger does).
+    """
+
+    def __init__(self, run: Path, purge_step: int | None = None) -> None:
+        global _opened
+        _opened += 1
+        name = f"events.out.tfevents.{int(time.time())}.{socket.gethostname()}.{os.getpid()}"
+        self.path = run / f"{name}.{_opened}"
+        self.pending: list[Event] = [Event(wall_time=time.time(), file_version="brain.Event:2")]
+        if purge_step is not None:
+            start = SessionLog(status=SessionLog.START)
+            self.pending.append(Event(wall_time=time.time(), step=purge_step, session_log=start))
+
+    def scalars(self, step: int, values: Mapping[str, float]) -> None:
+        """Hold ``values`` (tag: number) at ``step``."""
+        summary = Summary(value=[Summary.Value(tag=t, simple_value=v) for t, v in values.items()])
+        self.pending.append(Event(wall_time=time.time(), step=step, summary=summary))
+
+    def summary(self, step: int, summary: Any) -> None:
+        """Hold a ready-made summary (the hyperparameters tab's)."""
+        self.pending.append(Event(wall_time=time.time(), step=step, summary=summary))
+
+    def flush(self) -> None:
+        """Write what is held, in one append."""
+        if not self.pending:
+            return
+        with self.path.open("ab") as file:
+            writer = RecordWriter(file)
+            for event in self.pending:
+                writer.write(event.SerializeToString())
+            writer.flush()
+        self.pending = []
+
+
+def hyperparameters(resolved: Mapping[str, Any]) -> dict[str, Any]:
+    """The task's hyperparameters as a single run's checkpoint holds them."""
+    model = resolved["model"]
+    return {"_class_path": model["class_path"], **dict(model.get("init_args") or {})} | {
+        "_instantiator": "lightning.pytorch.cli.instantiate_module"
+    }
+
+
+def member_checkpoint(
+    trainer: pl.Trainer,
+    weights: dict[str, torch.Tensor],
+    optimizer_state: dict[str, Any],
+    resolved: Mapping[str, Any],
+) -> dict[str, Any]:
+    """A member's checkpoint in the single-run format, at the Trainer's current point."""
+    return {
+        "epoch": trainer.current_epoch,
+        "global_step": trainer.global_step,
+        "pytorch-lightning_version": pl.__version__,
+        "state_dict": weights,
+        "loops": {
+            "fit_loop": trainer.fit_loop.state_dict(),
+            "validate_loop": trainer.validate_loop.state_dict(),
+            "test_loop": trainer.test_loop.state_dict(),
+            "predict_loop": trainer.predict_loop.state_dict(),
+        },
+        "callbacks": {},
+        "optimizer_states": [optimizer_state],
+        "lr_schedulers": [],
+        "hparams_name": "kwargs",
+        "hyper_parameters": hyperparameters(resolved),
+    }
+
+
+def write_text(path: Path, text: str) -> None:
+    """Write a small text file whole or not at all, as :func:`save` writes a checkpoint."""
+    partial = partial_name(path)
+    try:
+        partial.write_text(text)
+        os.replace(partial, path)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+
+
+def save(checkpoint: dict[str, Any], path: Path) -> None:
+    """Write a checkpoint whole or not at all: written beside, then renamed over ``path``.
+
+    Not flushed to the disk one by one (a population writes many small files an epoch): a
+    power cut may lose the newest, never leave a torn one in its place on a journaling file
+    system; the population's own checkpoint, which resumes it, is flushed.
+    """
+    partial = partial_name(path)
+    try:
+        torch.save(checkpoint, partial)
+        os.replace(partial, path)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise

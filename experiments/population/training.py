@@ -1,0 +1,399 @@
+"""One population trained as one Lightning run, its members' outputs written as their own.
+
+The population's own checkpoint, ``lightning_logs/<sweep>/population_<k>/last.ckpt`` (``k``
+its first trial's number), is written at the end of every epoch: the stacked weights, the
+batched optimizer's state, Lightning's loops, and which trials are still members. A worker
+that takes the trials over after a crash resumes the population from it. Each member's run
+directory names its population in ``population.json``.
+"""
+
+import contextlib
+import json
+import signal
+import sys
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+import optuna
+import torch
+from lightning.pytorch.callbacks import Callback
+
+from experiments import assembly, fastpath, threads
+from experiments.interrupt import StopOnSignal
+from experiments.population import grouping, journal
+from experiments.population.model import CLASSIFICATION, REGRESSION, PopulationTask
+from experiments.population.outputs import MemberLog, member_checkpoint, save, write_text
+from experiments.rundir import RunLock
+from experiments.runpath import BEST_PREFIX, RunPath
+from experiments.settings import flat_hparams
+from experiments.sweep import database
+from experiments.sweep.worker import quiet_trial
+
+METRICS = {CLASSIFICATION: ("loss", "acc"), REGRESSION: ("loss", "mae", "r2")}
+POINTER = "population.json"  # in a member's run directory: the population it trains in
+
+
+@dataclass
+class Outcome:
+    """How a member's training ended, as :meth:`Worker.tell` reads a trial's reporter."""
+
+    pruned_at: int | None = None
+    interrupted: bool = False
+
+
+@dataclass
+class Member:
+    """A trial trained as a member of a population."""
+
+    trial: optuna.Trial
+    params: dict[str, Any]
+    run: RunPath
+    lock: RunLock
+    resolved: dict[str, Any] = field(default_factory=dict)
+    saved: dict[str, Any] = field(default_factory=dict)
+    log: MemberLog | None = None
+    best: float | None = None  # the monitored value at the best epoch, and where that was
+    best_epoch: int = 0
+    best_step: int = 0
+    reported: list[float] = field(default_factory=list)
+
+    @property
+    def number(self) -> int:
+        return self.trial.number
+
+
+def population_dir(sweep_dir: Path, first: int) -> Path:
+    return sweep_dir / f"population_{first}"
+
+
+def saved_population(run: RunPath) -> Path | None:
+    """The population checkpoint a member's run continues from, if there is one."""
+    pointer = run.directory / POINTER
+    if not pointer.is_file():
+        return None
+    checkpoint = run.directory.parent / json.loads(pointer.read_text())["population"] / "last.ckpt"
+    return checkpoint if checkpoint.is_file() else None
+
+
+def saved_members(checkpoint: Path) -> list[int]:
+    """The trials that a population checkpoint holds, in their order there."""
+    state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    return list(state["callbacks"][EpochEnd.__qualname__]["trials"])
+
+
+class EpochEnd(Callback):
+    """Hands the end of every training epoch to the population (after validation)."""
+
+    def __init__(self, population: "Population") -> None:
+        self.population = population
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.population.epoch_end(trainer, pl_module)
+
+    def state_dict(self) -> dict[str, Any]:
+        members = self.population.members
+        return {
+            "trials": [m.number for m in members],
+            "best": {str(m.number): [m.best, m.best_epoch, m.best_step] for m in members},
+        }
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        best = state_dict.get("best", {})
+        for member in self.population.members:
+            member.best, member.best_epoch, member.best_step = best.get(
+                str(member.number), [None, 0, 0]
+            )
+
+
+class Population:
+    """Members sharing one network shape, trained together by a sweep's worker.
+
+    Args:
+        worker: The sweep's worker (its study, metric, devices and stop flag).
+        members: The trials, in the population's order.
+        template: The group's first member as the CLI built it.
+        directory: The population's own directory (its checkpoint).
+    """
+
+    def __init__(
+        self,
+        worker: Any,
+        members: Sequence[Member],
+        template: grouping.Template,
+        directory: Path,
+    ) -> None:
+        self.worker = worker
+        self.members = list(members)
+        self.template = template
+        self.directory = directory
+        checkpoint = template.resolved.get("checkpoint") or {}
+        self.monitor = checkpoint.get("monitor") or "val/loss"
+        self.mode = checkpoint.get("mode") or "min"
+        self.stop_on_signal = StopOnSignal(pass_on=worker.signal_handler)
+        self.appends = journal.install(worker.storage)
+        # The sweep's output: lines said during training, while the trial's own are silenced.
+        self.out = sys.stdout
+
+    @property
+    def checkpoint(self) -> Path:
+        return self.directory / "last.ckpt"
+
+    def say(self, member: Member, text: str) -> None:
+        print(f"trial {member.number} {text}", file=self.out, flush=True)
+
+    # Before training ---------------------------------------------------------------------
+
+    def prepare(self, resume: bool) -> list[torch.nn.Module]:
+        """Each member's config, run directory and event file; their networks."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        purge = int(torch.load(self.checkpoint, weights_only=True)["global_step"]) if resume else 0
+        pointer = json.dumps({"population": self.directory.name})
+        networks = []
+        for member in self.members:
+            member.resolved, member.saved = self.template.member(member.params)
+            run = member.run
+            run.directory.mkdir(parents=True, exist_ok=True)
+            config = run.directory / "config.yaml"
+            # Not flushed to the disk file by file (a population writes two per member): a
+            # crash before the population's first checkpoint trains the member again anyway.
+            if not config.is_file():
+                write_text(config, self.template.config_text(member.saved))
+            write_text(run.directory / POINTER, pointer)
+            written = any(run.directory.glob("events.out.tfevents.*"))
+            if not resume:  # trained again from the start: what an earlier try left goes
+                for old in run.checkpoints.glob("*.ckpt"):
+                    old.unlink()
+            member.log = MemberLog(run.directory, purge if written else None)
+            networks.append(grouping.build_network(member.resolved))
+        return networks
+
+    def trainer(self) -> pl.Trainer:
+        """The population's Trainer: the members' loop settings, no logger or checkpointing of
+        its own (the members' outputs are written here), the user's own callbacks."""
+        config = self.template.resolved["trainer"]
+        users = assembly.as_list(self.template.cli.config_init.trainer.get("callbacks"))
+        return pl.Trainer(
+            accelerator=config.get("accelerator") or "auto",
+            devices=self.worker.devices,
+            max_epochs=config.get("max_epochs"),
+            min_epochs=config.get("min_epochs"),
+            check_val_every_n_epoch=config.get("check_val_every_n_epoch") or 1,
+            deterministic=config.get("deterministic"),
+            inference_mode=config.get("inference_mode", True),
+            logger=False,
+            enable_checkpointing=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+            num_sanity_val_steps=0,
+            callbacks=[*users, self.stop_on_signal, EpochEnd(self)],
+        )
+
+    # Training ----------------------------------------------------------------------------
+
+    def train(self) -> None:
+        """Train the population to its end (or to a stop), and tell the study of each member."""
+        resume = self.checkpoint.is_file()
+        verb = "resumed" if resume else "started"
+        networks = self.prepare(resume)
+        numbers = ", ".join(str(m.number) for m in self.members)
+        print(f"population {self.directory.name} {verb}: trials {numbers}", flush=True)
+        for member in self.members:
+            settings = ", ".join(f"{k.split('.')[-1]}={v}" for k, v in member.params.items())
+            self.say(member, f"{verb} in {self.directory.name}: {settings} ({member.run})")
+        config = self.template.resolved
+        optimizer = config["model"]["init_args"]["optimizer"]
+        module = PopulationTask(
+            networks,
+            grouping.TASKS[config["model"]["class_path"]],
+            optimizer["class_path"],
+            [
+                m.resolved["model"]["init_args"]["optimizer"].get("init_args") or {}
+                for m in self.members
+            ],
+            log_every_n_steps=config["trainer"].get("log_every_n_steps") or 50,
+        )
+        datamodule = self.template.cli.datamodule
+        error = None
+        trainer = None
+        remove_fast_path = None
+        try:
+            with (
+                contextlib.ExitStack() as beating,
+                quiet_trial(),
+                threads.shared_by(self.worker.sharing),
+            ):
+                for member in self.members:  # each trial's heartbeat, where the storage keeps them
+                    beating.enter_context(
+                        database.Heartbeat(self.worker.storage, member.trial._trial_id)
+                    )
+                trainer = self.trainer()
+                if config.get("fast_path", True):  # --fast_path false: plain Lightning
+                    remove_fast_path = fastpath.install(trainer, module)
+                trainer.fit(
+                    module, datamodule=datamodule, ckpt_path=self.checkpoint if resume else None
+                )
+                if self.stopped() is None and config.get("test_after_fit", True):
+                    self.test(trainer, module, datamodule)
+        except (KeyboardInterrupt, SystemExit):  # a second Ctrl-C: the epoch is given up
+            self.worker.stop = self.worker.stop or signal.SIGINT
+        except Exception as failure:  # the population failed; the sweep goes on
+            error = f"{type(failure).__name__}: {failure}"
+        finally:
+            if remove_fast_path is not None:
+                remove_fast_path()
+        self.finish(trainer, module, error)
+
+    def stopped(self) -> int | None:
+        return self.worker.stop or self.stop_on_signal.received
+
+    def epoch_end(self, trainer: pl.Trainer, module: PopulationTask) -> None:
+        """Write the epoch's scalars, report to the trials, prune, save the checkpoints."""
+        epoch, step = trainer.current_epoch, trainer.global_step
+        values = {
+            ("train/loss_epoch" if tag == "train/loss" else tag): value
+            for tag, value in module.epoch_values("train").items()
+        }
+        values |= module.epoch_values("val")
+        module.reset("val")  # an epoch without validation must not repeat the last one's
+        steps = [(s, losses.cpu()) for s, losses in module.step_losses]
+        stop = self.stopped() is not None
+        keep, pruned = [], []
+        score = values.get(self.worker.sweep.metric)
+        improved = torch.zeros(len(self.members), dtype=torch.bool)
+        with journal.held(self.appends), warnings.catch_warnings():
+            # A resumed population repeats the epoch after its checkpoint; Optuna keeps the
+            # value reported first.
+            warnings.filterwarnings("ignore", message=r".*is already reported.*")
+            for index, member in enumerate(self.members):
+                if score is not None:
+                    member.trial.report(float(score[index]), epoch)
+        for index, member in enumerate(self.members):
+            for point, losses in steps:
+                member.log.scalars(point, {"train/loss_step": float(losses[index]), "epoch": epoch})
+            member.log.scalars(
+                step - 1, {t: float(v[index]) for t, v in values.items()} | {"epoch": epoch}
+            )
+            member.log.flush()
+            monitored = values.get(self.monitor)
+            if monitored is not None and self.improves(member, float(monitored[index])):
+                member.best, member.best_epoch = float(monitored[index]), epoch
+                member.best_step = step
+                improved[index] = True
+            if not stop and score is not None and member.trial.should_prune():
+                pruned.append((index, member))
+            else:
+                keep.append(index)
+        module.remember(improved)
+        for index, member in pruned:
+            self.save_best(trainer, module, index, member)
+            self.save_last(trainer, module, index, member)
+            self.tell(member, pruned_at=epoch)
+        if pruned:
+            self.members = [self.members[i] for i in keep]
+            if keep:
+                module.keep(keep)
+            else:
+                trainer.should_stop = True
+        if self.members:
+            trainer.save_checkpoint(self.directory / ".last.ckpt")
+            # Lightning's writer has no crash-safe mode of its own: written beside, renamed.
+            (self.directory / ".last.ckpt").replace(self.checkpoint)
+        if stop:
+            trainer.should_stop = True
+
+    def improves(self, member: Member, value: float) -> bool:
+        if member.best is None:
+            return True
+        return value < member.best if self.mode == "min" else value > member.best
+
+    def save_best(self, trainer, module: PopulationTask, index: int, member: Member) -> None:
+        """The member's best checkpoint, from its weights at its best epoch (the loops and the
+        optimizer's state are the current ones: a best checkpoint is evaluated, not resumed)."""
+        if member.best is None:
+            return
+        name = f"{BEST_PREFIX}epoch={member.best_epoch}-step={member.best_step}.ckpt"
+        path = member.run.checkpoints / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        optimizer = trainer.optimizers[0]
+        checkpoint = member_checkpoint(
+            trainer, module.best_weights(index), optimizer.member_state_dict(index), member.resolved
+        )
+        checkpoint |= {"epoch": member.best_epoch, "global_step": member.best_step}
+        save(checkpoint, path)
+        for old in member.run.checkpoints.glob(f"{BEST_PREFIX}*.ckpt"):
+            if old != path:
+                old.unlink(missing_ok=True)
+
+    def save_last(self, trainer, module, index: int, member: Member) -> None:
+        member.run.checkpoints.mkdir(parents=True, exist_ok=True)
+        save(self.member_state(trainer, module, index, member), member.run.last)
+
+    def member_state(self, trainer, module: PopulationTask, index: int, member: Member) -> dict:
+        optimizer = trainer.optimizers[0]
+        return member_checkpoint(
+            trainer,
+            module.member_weights(index),
+            optimizer.member_state_dict(index),
+            member.resolved,
+        )
+
+    def test(self, trainer: pl.Trainer, module: PopulationTask, datamodule: Any) -> None:
+        """Each member's best checkpoint on the test split (one batched pass), as ``fit``
+        tests a run after training; last checkpoints first, from the final weights."""
+        for index, member in enumerate(self.members):
+            self.save_best(trainer, module, index, member)
+            self.save_last(trainer, module, index, member)
+            if member.best is not None:
+                module.load_member(index, module.best_weights(index))
+        trainer.test(module, datamodule=datamodule, verbose=False)
+        values = module.epoch_values("test")
+        for index, member in enumerate(self.members):
+            member.log.scalars(trainer.global_step, {t: float(v[index]) for t, v in values.items()})
+
+    # After training ----------------------------------------------------------------------
+
+    def finish(self, trainer: pl.Trainer, module: PopulationTask, error: str | None) -> None:
+        """Tell the study of each member still in the population, and let its run go."""
+        stopped = self.stopped() is not None and error is None
+        for index, member in enumerate(self.members):
+            try:
+                if stopped:
+                    self.worker.let_go(member)
+                    member.log.flush()
+                    if trainer is not None and trainer.optimizers:
+                        self.save_best(trainer, module, index, member)
+                    self.say(member, "stopped: it goes on when the sweep is run again")
+                    continue
+                if error is None:
+                    if not member.run.last.is_file():
+                        self.save_best(trainer, module, index, member)
+                        self.save_last(trainer, module, index, member)
+                    self.write_hparams(member, trainer.global_step)
+                self.tell(member, error=error)
+            finally:
+                member.lock.release()
+        self.members = []
+
+    def write_hparams(self, member: Member, step: int) -> None:
+        """Fill the member's hyperparameters tab, as a single run's report does: its settings
+        beside the names of its validation and test scalars."""
+        from torch.utils.tensorboard.summary import hparams
+
+        kind = grouping.TASKS[member.resolved["model"]["class_path"]]
+        names = METRICS[kind]
+        tags = sorted(f"{stage}/{name}" for stage in ("val", "test") for name in names)
+        for summary in hparams(flat_hparams(member.resolved), dict.fromkeys(tags, 0.0)):
+            member.log.summary(step, summary)
+        member.log.flush()
+
+    def tell(self, member: Member, pruned_at: int | None = None, error: str | None = None) -> None:
+        """Record the member's end in the study and say it, as the worker does for a trial
+        trained alone (its lines to the sweep's output, also while training is silenced)."""
+        with contextlib.redirect_stdout(self.out):
+            self.worker.tell(member, Outcome(pruned_at=pruned_at), error)
+        if pruned_at is not None:
+            member.lock.release()

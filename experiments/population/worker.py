@@ -1,0 +1,206 @@
+"""A sweep's worker that takes up to ``P`` trials at once and trains those that share their
+shapes as one population.
+
+Trials are taken as :class:`experiments.sweep.worker.Worker` takes one: under the sweep's
+lock, each with its run's lock held, trials left by a worker that is gone first. A trial whose
+population left a checkpoint goes on in that population, with the others of it; a trial left
+with a checkpoint of its own (trained alone) goes on alone; the rest are grouped
+(:mod:`experiments.population.grouping`). A group of one, or one that cannot be batched,
+trains one trial at a time, as the sequential worker trains it, after one line saying why.
+"""
+
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.trial import TrialState
+
+from experiments import threads
+from experiments.errors import UserError, first_line
+from experiments.population import auto, grouping, journal
+from experiments.population.training import (
+    Member,
+    Population,
+    population_dir,
+    saved_members,
+    saved_population,
+)
+from experiments.rundir import RunLock
+from experiments.sweep import database
+from experiments.sweep.database import HOLDER, patiently
+from experiments.sweep.worker import (
+    FINISHED,
+    QUIET,
+    Claim,
+    NoTrial,
+    Worker,
+    quiet_trial,
+    sweep_lock,
+)
+
+OPTIMIZER_CLASS = "model.init_args.optimizer"
+
+
+class PopulationWorker(Worker):
+    """A :class:`Worker` that trains up to ``population`` trials at once.
+
+    Args:
+        *args: As for :class:`Worker`.
+        population: The most trials trained at once.
+        **kwargs: As for :class:`Worker`.
+    """
+
+    def __init__(self, *args: Any, population: int | str, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.population = self.auto() if population == "auto" else int(population)
+        self.appends = journal.install(self.storage)
+
+    def auto(self) -> int:
+        """``population: auto``: the size :func:`auto.choose` gives the sweep's experiment; 1
+        where it cannot be batched (said in one line)."""
+        args = [*self.sweep.trial_args({}), "--experiment", self.sweep.name, *QUIET]
+        try:
+            with quiet_trial():
+                base = grouping.template(args, 0)
+        except Exception as failure:  # the trials will say it in full
+            print(f"population auto: one trial at a time ({first_line(failure)})", flush=True)
+            return 1
+        if base.reason is not None:
+            print(f"population auto: one trial at a time: {base.reason}", flush=True)
+            return 1
+        flops = threads.work_of(base.cli.model, base.cli.datamodule)
+        parameters = sum(p.numel() for p in base.cli.model.parameters())
+        return auto.choose(flops, parameters, self.target, self.sharing)
+
+    def claim(self) -> list[Claim] | NoTrial:  # type: ignore[override]
+        """Up to ``population`` trials to train: left-over ones first, then new ones, taken
+        as :meth:`Worker.claim` takes one (the same locks, holders and heartbeats)."""
+        with sweep_lock(self.sweep_dir), database.claiming(self.storage, self.study):
+            trials = patiently(lambda: self.study.get_trials(deepcopy=False))
+            tracked = database.tracked(self.storage)
+            stale = database.stale_trial_ids(self.storage, self.study) if tracked else set()
+            claims: list[Claim] = []
+            for frozen in trials:
+                if frozen.state != TrialState.RUNNING or len(claims) >= self.population:
+                    continue
+                if tracked and frozen.user_attrs.get(HOLDER) and frozen._trial_id not in stale:
+                    continue
+                run = self.run_dir(frozen.number)
+                run.directory.mkdir(parents=True, exist_ok=True)
+                lock = RunLock.attempt(run.directory)
+                if lock is not None:  # its worker is gone
+                    # Optuna has no public way to go on with a running trial from another
+                    # process (see Worker.claim).
+                    trial = optuna.Trial(self.study, frozen._trial_id)
+                    claims.append(Claim(trial, self.decoded(frozen.params), run, lock, True))
+            states = Counter(frozen.state for frozen in trials)
+            running = states[TrialState.RUNNING]
+            free = self.target - sum(states[s] for s in FINISHED) - running
+            if not claims and states[TrialState.FAIL] >= self.target:
+                raise UserError(
+                    f"sweep {self.sweep.name}: {states[TrialState.FAIL]} trials failed; "
+                    "stopping (see each one's line above)"
+                )
+            distributions = {key: dim.distribution() for key, dim in self.sweep.space.items()}
+            for _ in range(max(0, min(free, self.population - len(claims)))):
+                trial = patiently(lambda: database.ask(self.study, distributions))
+                run = self.run_dir(trial.number)
+                run.directory.mkdir(parents=True, exist_ok=True)
+                claims.append(
+                    Claim(trial, self.decoded(trial.params), run, RunLock(run.directory), False)
+                )
+            # Each trial marked as this worker's before the claim's lock is let go, in one
+            # append to a journal (an append per trial would wait on the disk each time).
+            with journal.held(self.appends):
+                for claim in claims:
+                    self.hold(claim.trial)
+            if claims:
+                return claims
+            return NoTrial.WAIT if running > 0 else NoTrial.DONE
+
+    def train(self, claims: list[Claim]) -> None:  # type: ignore[override]
+        """Train the claimed trials: left-over populations, then groups of new ones."""
+        fresh: list[Claim] = []
+        resumed: dict[str, list[Claim]] = {}
+        for claim in claims:
+            checkpoint = saved_population(claim.run) if claim.taken_over else None
+            if checkpoint is not None:
+                resumed.setdefault(str(checkpoint), []).append(claim)
+            elif claim.taken_over and claim.run.last.is_file():
+                self.alone(claim)  # trained alone before: it goes on alone
+            else:
+                fresh.append(claim)
+        for checkpoint, group in resumed.items():
+            self.resume(checkpoint, group, fresh)
+        for group in self.groups(fresh):
+            self.population_or_alone(group)
+
+    def resume(self, checkpoint: str, group: list[Claim], fresh: list[Claim]) -> None:
+        """Go on with a population from its checkpoint, if this worker holds all its trials."""
+        order = saved_members(Path(checkpoint))
+        held = {claim.trial.number: claim for claim in group}
+        if set(order) != set(held):
+            # Some of its trials are elsewhere (finished, or held by another worker): these
+            # go on alone, from the start.
+            fresh.extend(group)
+            return
+        claims = [held[number] for number in order]
+        self.population_or_alone(claims, Path(checkpoint).parent)
+
+    def groups(self, claims: list[Claim]) -> list[list[Claim]]:
+        """Claims in groups of trials that may share a population (an optimizer's flags that
+        must match are told apart once the group's optimizer is known)."""
+        coarse: dict[str, list[Claim]] = {}
+        for claim in claims:
+            coarse.setdefault(grouping.group_key(claim.params, None), []).append(claim)
+        return list(coarse.values())
+
+    def population_or_alone(self, claims: list[Claim], directory: Any = None) -> None:
+        """Train ``claims`` as one population or, where that cannot be, one at a time."""
+        if self.stop is not None:
+            for claim in claims:
+                self.let_go(claim)
+                self.say(claim, "stopped: it goes on when the sweep is run again")
+                claim.lock.release()
+            return
+        if len(claims) == 1 and directory is None:
+            self.alone(claims[0])
+            return
+        first = claims[0]
+        args = [*self.sweep.trial_args(first.params), "--experiment", self.sweep.name]
+        args += [*QUIET, "--trainer.devices", self.devices]
+        try:
+            with quiet_trial():
+                template = grouping.template(args, first.trial.number)
+        except Exception as failure:  # a config the CLI refuses: the trials alone say it in full
+            template, reason = None, str(failure).splitlines()[0]
+        else:
+            reason = template.reason
+        if reason is None:
+            optimizer = grouping.get(template.resolved, f"{OPTIMIZER_CLASS}.class_path")
+            parts: dict[str, list[Claim]] = {}
+            for claim in claims:
+                parts.setdefault(grouping.group_key(claim.params, optimizer), []).append(claim)
+            if len(parts) > 1 and directory is None:
+                for part in parts.values():
+                    self.population_or_alone(part)
+                return
+        if reason is not None:
+            numbers = ", ".join(str(c.trial.number) for c in claims)
+            print(f"trials {numbers} train one at a time: {reason}", flush=True)
+            for claim in claims:
+                self.alone(claim)
+            return
+        members = [Member(c.trial, c.params, c.run, c.lock) for c in claims]
+        where = directory or population_dir(self.sweep_dir, first.trial.number)
+        Population(self, members, template, where).train()
+
+    def alone(self, claim: Claim) -> None:
+        """Train one trial as the sequential worker does."""
+        if self.stop is not None:
+            self.let_go(claim)
+            self.say(claim, "stopped: it goes on when the sweep is run again")
+            claim.lock.release()
+            return
+        Worker.train(self, claim)

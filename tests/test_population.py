@@ -1,0 +1,286 @@
+"""Vectorized sweeps: a member trained in a population gives what it gives alone, is an
+ordinary trial run, is pruned on its own, and survives Ctrl-C and SIGKILL; what cannot be
+batched trains alone with one line saying why."""
+
+import os
+import signal
+
+import pytest
+import yaml
+
+from experiments.sweep.cli import main as sweep_main
+from tests.conftest import QUIET, config, curves, fit_in, written_by
+from tests.test_sweep import held, start_sweep, states, study_of, wait_for
+
+LR = "model.init_args.optimizer.init_args.lr"
+MOMENTUM = ["--model.init_args.optimizer.init_args.momentum", "0.9"]
+EPOCHS = 5
+# Each experiment, small: its own data, network and optimizer (Adam or SGD), five epochs.
+CASES = {
+    "mlp_classification": ["--data.init_args.num_samples", "400"],
+    "linear_regression": ["--data.init_args.num_samples", "200"],  # SGD
+    "two_layer_relu": ["--data.init_args.num_samples", "400", *MOMENTUM],  # SGD with momentum
+    "cnn": [
+        "--data.init_args.num_samples",
+        "192",
+        "--data.init_args.image_shape",
+        "[3, 8, 8]",
+        "--model.init_args.network.init_args.channels",
+        "[4, 8]",
+        "--model.init_args.network.init_args.hidden_size",
+        "16",
+    ],
+}
+COMMON = [
+    "--trainer.max_epochs",
+    str(EPOCHS),
+    "--trainer.check_val_every_n_epoch",
+    "1",
+    "--checkpoint.every_n_epochs",
+    "1",
+    "--figures.enabled",
+    "false",
+]
+
+
+def population_sweep(directory, name, experiment, args, space, **settings):
+    """A sweep file of ``experiment`` trained as populations."""
+    content = {
+        "config": config(experiment),
+        "metric": "val/loss",
+        "direction": "minimize",
+        "trials": 4,
+        "sampler": "grid",
+        "pruner": "none",
+        "population": 4,
+        "args": [*COMMON, *args],
+        "space": space,
+        **settings,
+    }
+    path = directory / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(content, sort_keys=False))
+    return path
+
+
+def epochs_of(run, tag):
+    return [value for _, value in curves(run)[tag]]
+
+
+@pytest.mark.slow(seconds=40)
+@pytest.mark.parametrize("experiment", CASES)
+def test_a_member_trained_in_a_population_gives_what_it_gives_alone(
+    tmp_path, monkeypatch, capsys, experiment
+):
+    # Four members differing in learning rate and seed; the one compared trains alone too.
+    args = CASES[experiment]
+    space = {LR: [0.003, 0.01], "seed_everything": [1, 2]}
+    path = population_sweep(tmp_path, "pop", experiment, args, space)
+    monkeypatch.chdir(tmp_path)
+    assert sweep_main([str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "population population_0 started: trials 0, 1, 2, 3" in out
+    member = tmp_path / "lightning_logs" / "pop" / "version_3"
+    saved = yaml.safe_load((member / "config.yaml").read_text())
+    lr = saved["model"]["init_args"]["optimizer"]["init_args"]["lr"]
+    seed = saved["seed_everything"]
+    alone_dir = tmp_path / "alone"
+    alone_dir.mkdir()
+    alone = fit_in(
+        alone_dir,
+        "--config",
+        config(experiment),
+        *COMMON,
+        *args,
+        f"--{LR}",
+        str(lr),
+        "--seed_everything",
+        str(seed),
+    )
+    run = alone_dir / alone.trainer.log_dir
+    together, single = curves(member), curves(run)
+    # The same tags, each at the same steps, as a single run's.
+    for tag in ("train/loss_epoch", "val/loss", "test/loss"):
+        assert [s for s, _ in together[tag]] == [s for s, _ in single[tag]], tag
+    losses = zip(epochs_of(member, "val/loss"), epochs_of(run, "val/loss"), strict=True)
+    worst = max(abs(a - b) / abs(b) for a, b in losses)
+    print(f"{experiment}: largest relative val/loss difference {worst:.2e}")
+    assert worst <= 1e-4
+    if "val/acc" in single:
+        samples = len(alone.datamodule.splits["val"])
+        accs = zip(epochs_of(member, "val/acc"), epochs_of(run, "val/acc"), strict=True)
+        assert max(abs(a - b) for a, b in accs) <= 1 / samples + 1e-6
+    # A member's best checkpoint is a single run's: the test command evaluates it.
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr("sys.argv", ["experiments"])
+        from experiments.cli import main
+
+        tested = main(
+            ["test", "--config", str(member / "config.yaml"), "--ckpt_path", "best", *QUIET]
+        )
+    test_loss = float(tested.trainer.callback_metrics["test/loss"])
+    assert test_loss == pytest.approx(epochs_of(member, "test/loss")[-1], rel=1e-5)
+
+
+def mlp_sweep(directory, **settings):
+    """A population sweep of mlp_classification, 4 epochs on 200 samples."""
+    args = ["--data.init_args.num_samples", "200", "--trainer.max_epochs", "4"]
+    content = {
+        "config": config("mlp_classification"),
+        "metric": "val/acc",
+        "direction": "maximize",
+        "trials": 4,
+        "sampler": "grid",
+        "pruner": "none",
+        "population": 4,
+        "args": [*COMMON[2:], *args],
+        "space": {LR: [0.01, 0.003], "seed_everything": [0, 1]},
+        **settings,
+    }
+    if content["population"] is None:  # the default: auto
+        del content["population"]
+    path = directory / "pop.yaml"
+    path.write_text(yaml.safe_dump(content, sort_keys=False))
+    return path
+
+
+def test_what_cannot_be_batched_trains_alone_after_one_line(tmp_path, monkeypatch, capsys):
+    norm = ["--model.init_args.network.init_args.norm", "batch"]
+    norm += ["--data.init_args.num_samples", "100", "--trainer.max_epochs", "1"]
+    path = mlp_sweep(tmp_path, trials=2, args=[*COMMON[2:], *norm])
+    monkeypatch.chdir(tmp_path)
+    assert sweep_main([str(path)]) == 0
+    captured = capsys.readouterr()
+    lines = [line for line in captured.out.splitlines() if "one at a time" in line]
+    assert lines == [
+        "trials 0, 1 train one at a time: batch-norm running statistics are not batched"
+    ]
+    assert "Traceback" not in captured.err
+    assert states(study_of(tmp_path, "pop")) == {"COMPLETE": 2}
+    assert not list((tmp_path / "lightning_logs" / "pop").glob("population_*"))
+
+
+@pytest.mark.slow(seconds=25)
+def test_members_are_pruned_one_by_one_and_leave_the_population(tmp_path, monkeypatch, capsys):
+    # Two populations of five: a rate that learns and one that cannot in four epochs, five
+    # seeds each. Once the first population has finished, the median rule judges each member
+    # of the second after every epoch; those that fall behind leave it.
+    path = mlp_sweep(
+        tmp_path,
+        trials=10,
+        population=5,
+        pruner={"median": {"n_warmup_steps": 0}},  # from the first epoch on
+        space={LR: [0.03, 1.0e-6], "seed_everything": [0, 1, 2, 3, 4]},
+    )
+    monkeypatch.chdir(tmp_path)
+    assert sweep_main([str(path)]) == 0
+    out = capsys.readouterr().out
+    assert out.count("population population_") == 2, out
+    counts = states(study_of(tmp_path, "pop"))
+    assert counts.get("COMPLETE", 0) + counts.get("PRUNED", 0) == 10, out
+    pruned = [t for t in study_of(tmp_path, "pop").get_trials() if t.state.name == "PRUNED"]
+    assert pruned, out
+    for trial in pruned:
+        assert f"trial {trial.number} pruned at epoch" in out
+        run = tmp_path / "lightning_logs" / "pop" / f"version_{trial.number}"
+        assert (run / "checkpoints" / "last.ckpt").is_file()
+        assert len(curves(run)["val/acc"]) == len(trial.intermediate_values) < 4
+
+
+@pytest.mark.slow(seconds=30)
+@pytest.mark.parametrize("how", ["sigkill", "ctrl-c"])
+def test_a_population_stopped_midway_goes_on_when_the_command_runs_again(
+    tmp_path, monkeypatch, capsys, how
+):
+    path = mlp_sweep(
+        tmp_path,
+        args=[
+            *COMMON[2:],
+            "--data.init_args.num_samples",
+            "200",
+            "--trainer.max_epochs",
+            "4",
+            *held(tmp_path / "hold"),
+        ],
+    )
+    (tmp_path / "hold").touch()  # the population waits after its first epoch's checkpoint
+    sweep = start_sweep(tmp_path, str(path))
+    sweep_dir = tmp_path / "lightning_logs" / "pop"
+    checkpoint = sweep_dir / "population_0" / "last.ckpt"
+    wait_for(checkpoint.exists, sweep, "the population's first checkpoint")
+    if how == "sigkill":
+        sweep.kill()
+        sweep.communicate(timeout=60)
+    else:
+        os.killpg(sweep.pid, signal.SIGINT)  # a terminal's Ctrl-C reaches the whole group
+        out, err = sweep.communicate(timeout=120)
+        assert sweep.returncode == 130, err[-3000:]
+        assert "Traceback" not in err
+        assert out.count("stopped: it goes on when the sweep is run again") == 4
+    (tmp_path / "hold").unlink()
+    assert states(study_of(tmp_path, "pop")) == {"RUNNING": 4}
+    monkeypatch.chdir(tmp_path)
+    capsys.readouterr()
+    assert sweep_main([str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "population population_0 resumed: trials 0, 1, 2, 3" in out
+    assert states(study_of(tmp_path, "pop")) == {"COMPLETE": 4}
+    for number in range(4):
+        run = sweep_dir / f"version_{number}"
+        for tag in ("train/loss_epoch", "val/acc", "train/loss_step"):
+            steps = [s for s, _ in curves(run)[tag]]
+            assert steps == sorted(set(steps)), (tag, steps)
+        assert len(curves(run)["val/acc"]) == 4  # every epoch once
+
+
+@pytest.mark.slow(seconds=15)
+def test_by_default_a_sweep_is_vectorized_and_best_yaml_reproduces_its_best_member(
+    tmp_path, monkeypatch, capsys
+):
+    path = mlp_sweep(tmp_path, population=None)
+    monkeypatch.chdir(tmp_path)
+    assert sweep_main([str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "population population_0 started: trials 0, 1, 2, 3" in out
+    study = study_of(tmp_path, "pop")
+    sweep_dir = tmp_path / "lightning_logs" / "pop"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr("sys.argv", ["experiments"])
+        from experiments.cli import main
+
+        again = main(["fit", "--config", str(sweep_dir / "best.yaml"), *QUIET])
+    scores = epochs_of(tmp_path / again.trainer.log_dir, "val/acc")
+    samples = len(again.datamodule.splits["val"])
+    assert abs(max(scores) - study.best_value) <= 1 / samples + 1e-6
+
+
+@pytest.mark.slow(seconds=20)
+def test_two_workers_train_a_population_each(tmp_path):
+    # population: auto gives each of the 2 workers its share: 4 of the 8 trials.
+    args = [*COMMON[2:], "--data.init_args.num_samples", "200", "--trainer.max_epochs", "4"]
+    path = mlp_sweep(
+        tmp_path,
+        trials=8,
+        population=None,
+        space={LR: [0.01, 0.003], "seed_everything": [0, 1, 2, 3]},
+        args=[*args, *held(tmp_path / "hold")],  # each population waits after its first epoch
+    )
+    (tmp_path / "hold").touch()
+    sweep = start_sweep(tmp_path, str(path), "--workers", "2")
+    sweep_dir = tmp_path / "lightning_logs" / "pop"
+    wait_for(
+        lambda: len(list(sweep_dir.glob("population_*/last.ckpt"))) >= 2,
+        sweep,
+        "a population on each worker",
+    )
+    (tmp_path / "hold").unlink()
+    out, err = sweep.communicate(timeout=300)
+    assert sweep.returncode == 0, err[-3000:]
+    assert states(study_of(tmp_path, "pop")) == {"COMPLETE": 8}
+    populations = sorted(sweep_dir.glob("population_*"))
+    assert len(populations) == 2, out
+    writers = set()
+    for number in range(8):
+        run = sweep_dir / f"version_{number}"
+        writers |= {written_by(events) for events in run.glob("events.out.tfevents.*")}
+        assert len(curves(run)["val/acc"]) == 4
+    assert len(writers) == 2  # each worker trained its own population
