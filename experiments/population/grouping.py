@@ -37,7 +37,10 @@ UNBATCHED_LAYERS = {
     nn.LSTM: "nn.LSTM has no vmap batching rule (PyTorch #105982)",
     nn.GRU: "nn.GRU has no vmap batching rule (PyTorch #134606)",
     nn.RNN: "nn.RNN has no vmap batching rule",
-    nn.modules.batchnorm._BatchNorm: "batch-norm running statistics are not batched",
+    # The public batch-norm layers (their common base class is private to torch).
+    (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm): (
+        "batch-norm running statistics are not batched"
+    ),
 }
 # Trainer settings that a population follows only at their defaults.
 TRAINER_DEFAULTS: dict[str, tuple[Any, ...]] = {
