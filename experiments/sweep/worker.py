@@ -327,7 +327,11 @@ class Worker:
             self.finish(claim, state=TrialState.FAIL)
             self.say(claim, f"failed: {error}")
         elif error is not None or reporter.pruned_at is not None:
-            why = f"stopped early ({error})" if error else f"pruned at epoch {reporter.pruned_at}"
+            why = (
+                f"stopped early ({error})"
+                if error
+                else f"pruned after {reporter.pruned_at + 1} epochs"
+            )
             self.finish(claim, state=TrialState.PRUNED)
             self.say(claim, f"{why}: best {self.sweep.metric} {score:.4f}")
         elif score is None:
