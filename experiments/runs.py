@@ -13,6 +13,8 @@ between the listed runs of one experiment: a GRU run and an LSTM run of ``recurr
 import argparse
 import ast
 import logging
+import os
+import signal
 import sys
 import time
 from collections.abc import Sequence
@@ -274,10 +276,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     listed = [
         run for run in all_runs(root) if not args.experiments or run.experiment in args.experiments
     ]
-    if not listed:
-        print(f"No runs under {root}.")
-        return 0
-    print(format_table([read_run(run.directory) for run in listed]))
+    text = format_table([read_run(run.directory) for run in listed]) if listed else None
+    try:
+        print(text or f"No runs under {root}.", flush=True)
+    except BrokenPipeError:
+        # The reader went away (`| head`): as a shell tool ends, quietly. Python would otherwise
+        # report the pipe again when it flushes stdout at exit, so stdout is pointed elsewhere.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 128 + signal.SIGPIPE
     return 0
 
 

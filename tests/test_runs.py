@@ -1,10 +1,13 @@
 """``python -m experiments.runs``: the runs under ``lightning_logs/`` as a table."""
 
 import re
+import signal
+import subprocess
+import sys
 import time
 
 from experiments import runs
-from tests.conftest import LINEAR_RUN, NO_TEST, config, curves, run_dir
+from tests.conftest import LINEAR_RUN, NO_TEST, config, curves, run_dir, subprocess_env
 
 
 def test_runs_table_lists_each_run(trained, tmp_path, capsys):
@@ -116,3 +119,16 @@ def test_a_run_trained_further_shows_the_epochs_it_was_trained_to(run_cli, tmp_p
     header, _, *lines = capsys.readouterr().out.splitlines()
     assert header.split()[-1] == "max_epochs"
     assert {line.split()[1]: line.split()[-1] for line in lines} == {"0": "2", "1": "3"}
+
+
+def test_a_reader_that_goes_away_ends_the_listing_quietly(tmp_path):
+    # `python -m experiments.runs | head`: the pipe closes before the table is written.
+    (tmp_path / "lightning_logs").mkdir()
+    command = [sys.executable, "-m", "experiments.runs", "--root", str(tmp_path / "lightning_logs")]
+    process = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=subprocess_env()
+    )
+    process.stdout.close()  # the reader is gone before the listing is written
+    err = process.stderr.read().decode()
+    assert process.wait(timeout=120) == 128 + signal.SIGPIPE
+    assert err == ""  # no BrokenPipeError traceback
