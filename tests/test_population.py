@@ -159,6 +159,27 @@ def test_what_cannot_be_batched_trains_alone_after_one_line(tmp_path, monkeypatc
     assert not list((tmp_path / "lightning_logs" / "pop").glob("population_*"))
 
 
+def test_regression_on_scaled_targets_trains_alone():
+    # A single run of own data trains on standardised targets (datamodules.FileData), which the
+    # population's loss does not do yet: such trials must not be batched.
+    from torch import nn
+
+    from experiments.population import grouping
+
+    config = {
+        "model": {
+            "class_path": "models.RegressionTask",
+            "init_args": {"optimizer": {"class_path": "torch.optim.SGD", "init_args": {"lr": 0.1}}},
+        },
+        "data": {"class_path": "datamodules.ArrayData", "init_args": {"standardize_target": True}},
+        "trainer": {},
+    }
+    reason = grouping.unbatched_reason(config, nn.Linear(3, 1), [])
+    assert reason == "scaled regression targets (standardize_target) are not batched yet"
+    config["data"]["init_args"]["standardize_target"] = False
+    assert grouping.unbatched_reason(config, nn.Linear(3, 1), []) is None
+
+
 @pytest.mark.slow(seconds=25)
 def test_members_are_pruned_one_by_one_and_leave_the_population(tmp_path, monkeypatch, capsys):
     # Two populations of five: a rate that learns and one that cannot in four epochs, five
