@@ -13,7 +13,6 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-import optuna
 from optuna.trial import TrialState
 
 from experiments import threads
@@ -28,7 +27,7 @@ from experiments.population.training import (
 )
 from experiments.rundir import RunLock
 from experiments.sweep import database
-from experiments.sweep.database import HOLDER, patiently
+from experiments.sweep.database import patiently
 from experiments.sweep.worker import (
     FINISHED,
     QUIET,
@@ -82,18 +81,10 @@ class PopulationWorker(Worker):
             stale = database.stale_trial_ids(self.storage, self.study) if tracked else set()
             claims: list[Claim] = []
             for frozen in trials:
-                if frozen.state != TrialState.RUNNING or len(claims) >= self.population:
-                    continue
-                if tracked and frozen.user_attrs.get(HOLDER) and frozen._trial_id not in stale:
-                    continue
-                run = self.run_dir(frozen.number)
-                run.directory.mkdir(parents=True, exist_ok=True)
-                lock = RunLock.attempt(run.directory)
-                if lock is not None:  # its worker is gone
-                    # Optuna has no public way to go on with a running trial from another
-                    # process (see Worker.claim).
-                    trial = optuna.Trial(self.study, frozen._trial_id)
-                    claims.append(Claim(trial, self.decoded(frozen.params), run, lock, True))
+                if len(claims) < self.population:
+                    claim = self.left_over(frozen, tracked, stale)
+                    if claim is not None:
+                        claims.append(claim)
             states = Counter(frozen.state for frozen in trials)
             running = states[TrialState.RUNNING]
             free = self.target - sum(states[s] for s in FINISHED) - running

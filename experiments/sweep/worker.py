@@ -184,22 +184,10 @@ class Worker:
             tracked = database.tracked(self.storage)
             stale = database.stale_trial_ids(self.storage, self.study) if tracked else set()
             for frozen in trials:
-                if frozen.state != TrialState.RUNNING:
-                    continue
-                # With a database, its worker is gone if it let the trial go, or its heartbeat
-                # is stale (a worker sets both under this lock, so a trial without either has
-                # lost its worker before it began); with the journal, if its run.lock is free.
-                if tracked and frozen.user_attrs.get(HOLDER) and frozen._trial_id not in stale:
-                    continue
-                run = self.run_dir(frozen.number)
-                run.directory.mkdir(parents=True, exist_ok=True)
-                lock = RunLock.attempt(run.directory)
-                if lock is not None:
-                    # Optuna has no public way to go on with a running trial from another
-                    # process (its heartbeat retries start a new trial, a new run directory).
-                    trial = optuna.Trial(self.study, frozen._trial_id)
-                    self.hold(trial)
-                    return Claim(trial, self.decoded(frozen.params), run, lock, True)
+                claim = self.left_over(frozen, tracked, stale)
+                if claim is not None:
+                    self.hold(claim.trial)
+                    return claim
             states = Counter(frozen.state for frozen in trials)
             running = states[TrialState.RUNNING]
             if sum(states[s] for s in FINISHED) + running >= self.target:
@@ -215,6 +203,27 @@ class Worker:
             run = self.run_dir(trial.number)
             run.directory.mkdir(parents=True, exist_ok=True)
             return Claim(trial, self.decoded(trial.params), run, RunLock(run.directory), False)
+
+    def left_over(self, frozen: FrozenTrial, tracked: bool, stale: set[int]) -> Claim | None:
+        """``frozen`` taken over if it is a running trial whose worker is gone, else ``None``.
+
+        With a database, its worker is gone if it let the trial go, or its heartbeat is stale
+        (a worker sets both under the claim's lock, so a trial without either has lost its
+        worker before it began); with the journal, if its run.lock is free.
+        """
+        if frozen.state != TrialState.RUNNING:
+            return None
+        if tracked and frozen.user_attrs.get(HOLDER) and frozen._trial_id not in stale:
+            return None
+        run = self.run_dir(frozen.number)
+        run.directory.mkdir(parents=True, exist_ok=True)
+        lock = RunLock.attempt(run.directory)
+        if lock is None:
+            return None
+        # Optuna has no public way to go on with a running trial from another process (its
+        # heartbeat retries start a new trial, a new run directory).
+        trial = optuna.Trial(self.study, frozen._trial_id)
+        return Claim(trial, self.decoded(frozen.params), run, lock, True)
 
     def hold(self, trial: optuna.Trial) -> None:
         """Mark ``trial`` as this worker's, and give it a fresh heartbeat, before the claim's
