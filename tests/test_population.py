@@ -78,7 +78,7 @@ def test_a_member_trained_in_a_population_gives_what_it_gives_alone(
     monkeypatch.chdir(tmp_path)
     assert sweep_main([str(path)]) == 0
     out = capsys.readouterr().out
-    assert "population population_0 started: trials 0, 1, 2, 3" in out
+    assert "population_0 started: trials 0, 1, 2, 3 as one population" in out
     member = tmp_path / "lightning_logs" / "pop" / "version_3"
     saved = yaml.safe_load((member / "config.yaml").read_text())
     lr = saved["model"]["init_args"]["optimizer"]["init_args"]["lr"]
@@ -195,7 +195,7 @@ def test_members_are_pruned_one_by_one_and_leave_the_population(tmp_path, monkey
     monkeypatch.chdir(tmp_path)
     assert sweep_main([str(path)]) == 0
     out = capsys.readouterr().out
-    assert out.count("population population_") == 2, out
+    assert out.count(" as one population") == 2, out
     counts = states(study_of(tmp_path, "pop"))
     assert counts.get("COMPLETE", 0) + counts.get("PRUNED", 0) == 10, out
     pruned = [t for t in study_of(tmp_path, "pop").get_trials() if t.state.name == "PRUNED"]
@@ -245,7 +245,7 @@ def test_a_population_stopped_midway_goes_on_when_the_command_runs_again(
     capsys.readouterr()
     assert sweep_main([str(path)]) == 0
     out = capsys.readouterr().out
-    assert "population population_0 resumed: trials 0, 1, 2, 3" in out
+    assert "population_0 resumed: trials 0, 1, 2, 3 as one population" in out
     assert states(study_of(tmp_path, "pop")) == {"COMPLETE": 4}
     for number in range(4):
         run = sweep_dir / f"version_{number}"
@@ -263,7 +263,7 @@ def test_by_default_a_sweep_is_vectorized_and_best_yaml_reproduces_its_best_memb
     monkeypatch.chdir(tmp_path)
     assert sweep_main([str(path)]) == 0
     out = capsys.readouterr().out
-    assert "population population_0 started: trials 0, 1, 2, 3" in out
+    assert "population_0 started: trials 0, 1, 2, 3 as one population" in out
     study = study_of(tmp_path, "pop")
     sweep_dir = tmp_path / "lightning_logs" / "pop"
     with pytest.MonkeyPatch.context() as patch:

@@ -200,7 +200,7 @@ class Population:
         verb = "resumed" if resume else "started"
         networks = self.prepare(resume)
         numbers = ", ".join(str(m.number) for m in self.members)
-        print(f"population {self.directory.name} {verb}: trials {numbers}", flush=True)
+        print(f"{self.directory.name} {verb}: trials {numbers} as one population", flush=True)
         for member in self.members:
             settings = ", ".join(f"{k.split('.')[-1]}={v}" for k, v in member.params.items())
             self.say(member, f"{verb} in {self.directory.name}: {settings} ({member.run})")
