@@ -371,11 +371,11 @@ class PopulationOptimizer(torch.optim.Optimizer):
             self._cached = (key, _Columns(values | derive(values), params))
         return self._cached[1]
 
-    # Each update below is torch.optim's single-tensor arithmetic, done for all parameters at
-    # once with torch._foreach_* operations. Their per-member values are (P, 1, ...) tensors,
-    # which no fast foreach kernel takes: each operation runs torch's own kernel for every
-    # parameter in turn (one Python call for the list, not one a parameter), with the same
-    # broadcasting, so each member's arithmetic is what it was alone.
+    # Each update below is torch.optim's single-tensor arithmetic. SGD and RMSprop do it for
+    # all parameters at once with torch._foreach_* operations: their per-member values are
+    # (P, 1, ...) tensors, which no fast foreach kernel takes, so each operation runs torch's
+    # own kernel for every parameter in turn (one Python call for the list, not one a
+    # parameter), with the same broadcasting: each member's arithmetic is what it was alone.
 
     def _adam(self, group: dict[str, Any], params: list[Tensor]) -> None:
         values = self._vectors(group, "lr", "eps", "weight_decay")
@@ -418,28 +418,32 @@ class PopulationOptimizer(torch.optim.Optimizer):
                 },
                 stepped,
             )
-            states = [self.state[param] for param in stepped]
             grads = self._gradients(group, stepped)
-            if decays:
-                if group["decoupled_weight_decay"]:
-                    torch._foreach_mul_(stepped, column("shrink"))
-                else:
-                    grads = torch._foreach_addcmul(grads, stepped, column("weight_decay"))
-            exp_avgs = [state["exp_avg"] for state in states]
-            exp_avg_sqs = [state["exp_avg_sq"] for state in states]
-            torch._foreach_lerp_(exp_avgs, grads, column("keep1"))
-            # torch's addcmul_(grad, grad, value=v) is (v * grad) * grad, which this repeats.
-            torch._foreach_mul_(exp_avg_sqs, column("beta2"))
-            torch._foreach_addcmul_(exp_avg_sqs, torch._foreach_mul(grads, column("keep2")), grads)
-            if amsgrad:
-                maxima = [state["max_exp_avg_sq"] for state in states]
-                torch._foreach_maximum_(maxima, exp_avg_sqs)
-                exp_avg_sqs = maxima
-            denoms = torch._foreach_sqrt(exp_avg_sqs)
-            torch._foreach_div_(denoms, corrections("correction2_sqrt"))
-            torch._foreach_add_(denoms, column("eps"))
-            steps_taken = torch._foreach_mul(exp_avgs, corrections("neg_step_size"))
-            torch._foreach_addcdiv_(stepped, steps_taken, denoms)
+            shrinks, decays_by, keeps1, betas2, keeps2, epsilons = (
+                column(name)
+                for name in ("shrink", "weight_decay", "keep1", "beta2", "keep2", "eps")
+            )
+            neg_step_sizes = corrections("neg_step_size")
+            corrections2 = corrections("correction2_sqrt")
+            # One parameter at a time, not torch._foreach_*: its temporaries stay in the cache
+            # (measured: foreach 10% slower for 256 members, no faster for 64).
+            for index, param in enumerate(stepped):
+                state, grad = self.state[param], grads[index]
+                if decays:
+                    if group["decoupled_weight_decay"]:
+                        param.mul_(shrinks[index])
+                    else:
+                        grad = torch.addcmul(grad, param, decays_by[index])
+                exp_avg, exp_avg_sq = state["exp_avg"], state["exp_avg_sq"]
+                exp_avg.lerp_(grad, keeps1[index])
+                # torch's addcmul_(grad, grad, value=v) is (v * grad) * grad, which this repeats.
+                exp_avg_sq.mul_(betas2[index]).addcmul_(grad * keeps2[index], grad)
+                if amsgrad:
+                    maximum = state["max_exp_avg_sq"]
+                    torch.maximum(maximum, exp_avg_sq, out=maximum)
+                    exp_avg_sq = maximum
+                denom = (exp_avg_sq.sqrt() / corrections2[index]).add_(epsilons[index])
+                param.addcdiv_(exp_avg * neg_step_sizes[index], denom)
 
     def _sgd(self, group: dict[str, Any], params: list[Tensor]) -> None:
         values = self._vectors(group, "lr", "momentum", "dampening", "weight_decay")
