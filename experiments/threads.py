@@ -134,10 +134,11 @@ def chosen_by_user() -> str | None:
 
 
 def apply(
-    setting: Setting, task: torch.nn.Module, data: Any, processes: int = 1
+    setting: Setting, task: torch.nn.Module, data: Any, processes: int = 1, copies: int = 1
 ) -> Callable[[], None]:
     """Set the run's thread count by ``setting`` (``--threads``); return what puts back the
-    count and environment found."""
+    count and environment found. ``copies``: how many networks like ``task``'s one step
+    trains at once (a population's members)."""
     count_given = isinstance(setting, int) and not isinstance(setting, bool)
     if not (setting == AUTO or (count_given and setting >= 1)):
         raise ValueError(f"threads must be a positive integer or 'auto', got {setting!r}")
@@ -149,7 +150,7 @@ def apply(
     elif chosen is not None:
         count = torch.get_num_threads()
     else:
-        count = choose(work_of(task, data), processes)
+        count = choose(work_of(task, data) * copies, processes)
     previous_count = torch.get_num_threads()
     previous_variable = os.environ.get(ENVIRONMENT[0])
     torch.set_num_threads(count)

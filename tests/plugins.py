@@ -56,3 +56,19 @@ class Hold(Callback):
             if stopping and self.until_stopped:
                 return  # StopOnSignal heard Ctrl-C or SIGTERM
             time.sleep(0.02)
+
+
+class Threads(Callback):
+    """Writes the number of threads that torch trains on to the file ``path``.
+
+    Args:
+        path: Where to write it.
+    """
+
+    def __init__(self, path: str) -> None:
+        self.path = Path(path)
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        import torch
+
+        self.path.write_text(str(torch.get_num_threads()))

@@ -2,14 +2,18 @@
 ordinary trial run, is pruned on its own, and survives Ctrl-C and SIGKILL; what cannot be
 batched trains alone with one line saying why."""
 
+import json
 import os
 import signal
+import subprocess
+import sys
 
 import pytest
 import yaml
 
+from experiments import threads
 from experiments.sweep.cli import main as sweep_main
-from tests.conftest import QUIET, config, curves, fit_in, written_by
+from tests.conftest import QUIET, config, curves, fit_in, subprocess_env, written_by
 from tests.test_sweep import held, start_sweep, states, study_of, wait_for
 
 LR = "model.init_args.optimizer.init_args.lr"
@@ -178,6 +182,31 @@ def test_regression_on_scaled_targets_trains_alone():
     assert reason == "scaled regression targets (standardize_target) are not batched yet"
     config["data"]["init_args"]["standardize_target"] = False
     assert grouping.unbatched_reason(config, nn.Linear(3, 1), []) is None
+
+
+def threads_sweep(directory, *args):
+    """A population of 2 mlp_classification members, 1 epoch, that writes its thread count."""
+    callback = {"class_path": "tests.plugins.Threads", "init_args": {"path": "threads"}}
+    args = ["--data.init_args.num_samples", "100", "--trainer.max_epochs", "1", *args]
+    args += [f"--trainer.callbacks+={json.dumps(callback)}"]
+    return mlp_sweep(directory, trials=2, args=[*COMMON[2:], *args])
+
+
+@pytest.mark.slow(seconds=15)
+def test_a_population_of_small_networks_trains_on_one_thread(tmp_path):
+    # The tests pin OMP_NUM_THREADS=1; a user's sweep starts with torch's default, a thread
+    # per core (two or more on the machines this runs on, or the test cannot fail).
+    env = {k: v for k, v in subprocess_env().items() if k not in threads.ENVIRONMENT}
+    command = [sys.executable, "-m", "experiments.sweep", str(threads_sweep(tmp_path))]
+    subprocess.run(command, cwd=tmp_path, env=env, check=True, capture_output=True, timeout=300)
+    assert (tmp_path / "threads").read_text() == "1"
+
+
+def test_a_population_trains_on_the_threads_given(tmp_path, monkeypatch):
+    path = threads_sweep(tmp_path, "--threads", "2")
+    monkeypatch.chdir(tmp_path)
+    assert sweep_main([str(path)]) == 0
+    assert (tmp_path / "threads").read_text() == "2"
 
 
 @pytest.mark.slow(seconds=25)

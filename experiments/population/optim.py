@@ -239,13 +239,23 @@ def _power(base: Tensor, exponent: float) -> Tensor:
 
 
 class _Columns:
-    """Per-member float64 values, cast to a parameter's dtype and device and shaped to broadcast."""
+    """Per-member float64 values, cast to the parameters' dtype and device and shaped to
+    broadcast over each, as one list per value for ``torch._foreach_*`` operations."""
 
-    def __init__(self, values: Mapping[str, Tensor]) -> None:
+    def __init__(self, values: Mapping[str, Tensor], params: Sequence[Tensor]) -> None:
         self._values = values
+        self._params = params
         self._cast: dict[tuple[str, torch.dtype, torch.device, int], Tensor] = {}
+        self._lists: dict[str, list[Tensor]] = {}
 
-    def __call__(self, name: str, like: Tensor) -> Tensor:
+    def __call__(self, name: str) -> list[Tensor]:
+        """Value `name` for each parameter: a (P, 1, ...) view of the parameter's rank."""
+        columns = self._lists.get(name)
+        if columns is None:
+            columns = self._lists[name] = [self._column(name, like) for like in self._params]
+        return columns
+
+    def _column(self, name: str, like: Tensor) -> Tensor:
         key = (name, like.dtype, like.device, like.dim())
         column = self._cast.get(key)
         if column is None:
@@ -253,9 +263,10 @@ class _Columns:
             column = self._cast[key] = column.view(-1, *([1] * (like.dim() - 1)))
         return column
 
-    def mask(self, name: str, like: Tensor) -> Tensor:
-        """Where value `name` is zero, shaped to broadcast over `like`."""
-        return (self._values[name] == 0).to(like.device).view(-1, *([1] * (like.dim() - 1)))
+    def mask(self, name: str) -> list[Tensor]:
+        """Where value `name` is zero, shaped to broadcast over each parameter."""
+        zero = self._values[name] == 0
+        return [zero.to(p.device).view(-1, *([1] * (p.dim() - 1))) for p in self._params]
 
 
 class PopulationOptimizer(torch.optim.Optimizer):
@@ -315,6 +326,8 @@ class PopulationOptimizer(torch.optim.Optimizer):
                     f"{len(members)} members along dim 0"
                 )
         super().__init__(params, defaults)
+        # The last step's columns and what they were made of (see `_columns`).
+        self._cached: tuple[Any, _Columns] | None = None
 
     @property
     def population(self) -> int:
@@ -334,98 +347,152 @@ class PopulationOptimizer(torch.optim.Optimizer):
                 getattr(self, f"_{self._rule.kind}")(group, params)
         return loss
 
-    def _gradient(self, group: Mapping[str, Any], param: Tensor) -> Tensor:
-        assert param.grad is not None
-        return -param.grad if group["maximize"] else param.grad
+    def _gradients(self, group: Mapping[str, Any], params: list[Tensor]) -> list[Tensor]:
+        grads = [param.grad for param in params]
+        return torch._foreach_neg(grads) if group["maximize"] else grads  # type: ignore[arg-type]
 
     def _vectors(self, group: Mapping[str, Any], *names: str) -> dict[str, Tensor]:
         """The group's values `names`, each as float64 with one entry per member."""
         return {name: _vector(group[name], self.population) for name in names}
 
+    def _columns(
+        self,
+        values: dict[str, Tensor],
+        derive: Callable[[dict[str, Tensor]], dict[str, Tensor]],
+        params: Sequence[Tensor],
+    ) -> _Columns:
+        """`values` and those that `derive` makes of them, as columns for `params`: made again
+        only when a value changed (a scheduler's "lr"), not every step."""
+        key = (
+            torch.stack(list(values.values())).tolist(),
+            [(param.dtype, param.device, param.dim()) for param in params],
+        )
+        if self._cached is None or self._cached[0] != key:
+            self._cached = (key, _Columns(values | derive(values), params))
+        return self._cached[1]
+
+    # Each update below is torch.optim's single-tensor arithmetic. SGD and RMSprop do it for
+    # all parameters at once with torch._foreach_* operations: their per-member values are
+    # (P, 1, ...) tensors, which no fast foreach kernel takes, so each operation runs torch's
+    # own kernel for every parameter in turn (one Python call for the list, not one a
+    # parameter), with the same broadcasting: each member's arithmetic is what it was alone.
+
     def _adam(self, group: dict[str, Any], params: list[Tensor]) -> None:
         values = self._vectors(group, "lr", "eps", "weight_decay")
         lr, decay = values["lr"], values["weight_decay"]
         beta1, beta2 = (_vector(beta, self.population) for beta in group["betas"])
+        values |= {"beta1": beta1, "beta2": beta2}
         decays = bool(decay.any())
-        shared = values | {"shrink": 1 - lr * decay, "keep1": 1 - beta1, "beta2": beta2}
-        shared["keep2"] = 1 - beta2
-        by_step: dict[float, _Columns] = {}
+
+        def derive(values: dict[str, Tensor]) -> dict[str, Tensor]:
+            return {
+                "shrink": 1 - values["lr"] * values["weight_decay"],
+                "keep1": 1 - values["beta1"],
+                "keep2": 1 - values["beta2"],
+            }
+
+        amsgrad = group["amsgrad"]
+        by_step: dict[float, list[Tensor]] = defaultdict(list)
+        steps = []
         for param in params:
             state = self.state[param]
             if not state:
                 state["step"] = torch.tensor(0.0, dtype=_get_scalar_dtype())
                 state["exp_avg"] = torch.zeros_like(param, memory_format=torch.preserve_format)
                 state["exp_avg_sq"] = torch.zeros_like(param, memory_format=torch.preserve_format)
-                if group["amsgrad"]:
+                if amsgrad:
                     state["max_exp_avg_sq"] = torch.zeros_like(
                         param, memory_format=torch.preserve_format
                     )
-            state["step"] += 1
-            step = state["step"].item()
-            column = by_step.get(step)
-            if column is None:
-                column = by_step[step] = _Columns(
-                    shared
-                    | {
-                        "neg_step_size": -(lr / (1 - _power(beta1, step))),
-                        "correction2_sqrt": _power(1 - _power(beta2, step), 0.5),
-                    }
-                )
-            grad = self._gradient(group, param)
-            if decays:
-                if group["decoupled_weight_decay"]:
-                    param.mul_(column("shrink", param))
-                else:
-                    grad = torch.addcmul(grad, param, column("weight_decay", param))
-            exp_avg, exp_avg_sq = state["exp_avg"], state["exp_avg_sq"]
-            exp_avg.lerp_(grad, column("keep1", param))
-            # torch's addcmul_(grad, grad, value=v) is (v * grad) * grad, which this repeats.
-            exp_avg_sq.mul_(column("beta2", param)).addcmul_(grad * column("keep2", param), grad)
-            if group["amsgrad"]:
-                torch.maximum(state["max_exp_avg_sq"], exp_avg_sq, out=state["max_exp_avg_sq"])
-                exp_avg_sq = state["max_exp_avg_sq"]
-            denom = (exp_avg_sq.sqrt() / column("correction2_sqrt", param)).add_(
-                column("eps", param)
+            steps.append(state["step"])
+        torch._foreach_add_(steps, 1)
+        for param, step in zip(params, steps, strict=True):
+            by_step[step.item()].append(param)
+        # Parameters share a step count unless some went without gradients at times.
+        for step, stepped in by_step.items():
+            column = self._columns(values, derive, stepped)
+            corrections = _Columns(
+                {
+                    "neg_step_size": -(lr / (1 - _power(beta1, step))),
+                    "correction2_sqrt": _power(1 - _power(beta2, step), 0.5),
+                },
+                stepped,
             )
-            param.addcdiv_(exp_avg * column("neg_step_size", param), denom)
+            grads = self._gradients(group, stepped)
+            shrinks, decays_by, keeps1, betas2, keeps2, epsilons = (
+                column(name)
+                for name in ("shrink", "weight_decay", "keep1", "beta2", "keep2", "eps")
+            )
+            neg_step_sizes = corrections("neg_step_size")
+            corrections2 = corrections("correction2_sqrt")
+            # One parameter at a time, not torch._foreach_*: its temporaries stay in the cache
+            # (measured: foreach 10% slower for 256 members, no faster for 64).
+            for index, param in enumerate(stepped):
+                state, grad = self.state[param], grads[index]
+                if decays:
+                    if group["decoupled_weight_decay"]:
+                        param.mul_(shrinks[index])
+                    else:
+                        grad = torch.addcmul(grad, param, decays_by[index])
+                exp_avg, exp_avg_sq = state["exp_avg"], state["exp_avg_sq"]
+                exp_avg.lerp_(grad, keeps1[index])
+                # torch's addcmul_(grad, grad, value=v) is (v * grad) * grad, which this repeats.
+                exp_avg_sq.mul_(betas2[index]).addcmul_(grad * keeps2[index], grad)
+                if amsgrad:
+                    maximum = state["max_exp_avg_sq"]
+                    torch.maximum(maximum, exp_avg_sq, out=maximum)
+                    exp_avg_sq = maximum
+                denom = (exp_avg_sq.sqrt() / corrections2[index]).add_(epsilons[index])
+                param.addcdiv_(exp_avg * neg_step_sizes[index], denom)
 
     def _sgd(self, group: dict[str, Any], params: list[Tensor]) -> None:
         values = self._vectors(group, "lr", "momentum", "dampening", "weight_decay")
-        values |= {"neg_lr": -values["lr"], "keep": 1 - values["dampening"]}
-        column = _Columns(values)
+        column = self._columns(
+            values, lambda v: {"neg_lr": -v["lr"], "keep": 1 - v["dampening"]}, params
+        )
         decays, moving = bool(values["weight_decay"].any()), bool(values["momentum"].any())
         mixed = moving and not bool(values["momentum"].all())
-        for param in params:
-            grad = self._gradient(group, param)
-            if decays:
-                grad = torch.addcmul(grad, param, column("weight_decay", param))
-            if moving:
-                state = self.state[param]
-                buf = state.get("momentum_buffer")
-                if buf is None:
-                    # torch's first momentum step copies the gradient, without dampening.
-                    buf = state["momentum_buffer"] = grad.detach().clone()
-                else:
-                    buf.mul_(column("momentum", param)).addcmul_(grad, column("keep", param))
-                if group["nesterov"]:
-                    update = torch.addcmul(grad, buf, column("momentum", param))
-                else:
-                    update = buf
-                if mixed:
-                    # Members without momentum step on the gradient itself, as torch does.
-                    update = torch.where(column.mask("momentum", param), grad, update)
-                grad = update
-            param.addcmul_(grad, column("neg_lr", param))
+        grads = self._gradients(group, params)
+        if decays:
+            grads = torch._foreach_addcmul(grads, params, column("weight_decay"))
+        if moving:
+            states = [self.state[param] for param in params]
+            bufs = [state.get("momentum_buffer") for state in states]
+            # torch's first momentum step copies the gradient, without dampening.
+            old = [index for index, buf in enumerate(bufs) if buf is not None]
+            if old:
+                momenta, keeps = column("momentum"), column("keep")
+                moved = [bufs[i] for i in old]
+                torch._foreach_mul_(moved, [momenta[i] for i in old])
+                torch._foreach_addcmul_(moved, [grads[i] for i in old], [keeps[i] for i in old])
+            for index, state in enumerate(states):
+                if bufs[index] is None:
+                    bufs[index] = state["momentum_buffer"] = grads[index].detach().clone()
+            if group["nesterov"]:
+                updates = torch._foreach_addcmul(grads, bufs, column("momentum"))
+            else:
+                updates = bufs
+            if mixed:
+                # Members without momentum step on the gradient itself, as torch does.
+                updates = [
+                    torch.where(mask, grad, update)
+                    for mask, grad, update in zip(
+                        column.mask("momentum"), grads, updates, strict=True
+                    )
+                ]
+            grads = updates
+        torch._foreach_addcmul_(params, grads, column("neg_lr"))
 
     def _rmsprop(self, group: dict[str, Any], params: list[Tensor]) -> None:
         values = self._vectors(group, "lr", "alpha", "eps", "weight_decay", "momentum")
-        values |= {"neg_lr": -values["lr"], "keep": 1 - values["alpha"]}
-        column = _Columns(values)
+        column = self._columns(
+            values, lambda v: {"neg_lr": -v["lr"], "keep": 1 - v["alpha"]}, params
+        )
         # torch's RMSprop has momentum where it is > 0; negative momentum is refused.
         decays, moving = bool(values["weight_decay"].any()), bool(values["momentum"].any())
         mixed = moving and not bool(values["momentum"].all())
-        for param in params:
-            state = self.state[param]
+        states = [self.state[param] for param in params]
+        for param, state in zip(params, states, strict=True):
             if not state:
                 state["step"] = torch.zeros((), dtype=_get_scalar_dtype())
                 state["square_avg"] = torch.zeros_like(param, memory_format=torch.preserve_format)
@@ -435,31 +502,37 @@ class PopulationOptimizer(torch.optim.Optimizer):
                 state["momentum_buffer"] = torch.zeros_like(
                     param, memory_format=torch.preserve_format
                 )
-            state["step"] += 1
-            grad = self._gradient(group, param)
-            if decays:
-                grad = torch.addcmul(grad, param, column("weight_decay", param))
-            square_avg = state["square_avg"]
-            square_avg.mul_(column("alpha", param)).addcmul_(grad * column("keep", param), grad)
-            if group["centered"]:
-                grad_avg = state["grad_avg"]
-                grad_avg.lerp_(grad, column("keep", param))
-                avg = square_avg.addcmul(grad_avg, grad_avg, value=-1).sqrt_()
-            else:
-                avg = square_avg.sqrt()
-            avg.add_(column("eps", param))
-            if not moving:
-                param.addcdiv_(grad * column("neg_lr", param), avg)
-                continue
-            buf = state["momentum_buffer"]
-            buf.mul_(column("momentum", param)).addcdiv_(grad, avg)
-            if not mixed:
-                param.addcmul_(buf, column("neg_lr", param))
-            else:
-                # Members without momentum step on grad / avg, as torch does.
-                stepped = torch.addcdiv(param, grad * column("neg_lr", param), avg)
-                moved = torch.addcmul(param, buf, column("neg_lr", param))
-                param.copy_(torch.where(column.mask("momentum", param), stepped, moved))
+        torch._foreach_add_([state["step"] for state in states], 1)
+        grads = self._gradients(group, params)
+        if decays:
+            grads = torch._foreach_addcmul(grads, params, column("weight_decay"))
+        square_avgs = [state["square_avg"] for state in states]
+        torch._foreach_mul_(square_avgs, column("alpha"))
+        torch._foreach_addcmul_(square_avgs, torch._foreach_mul(grads, column("keep")), grads)
+        if group["centered"]:
+            grad_avgs = [state["grad_avg"] for state in states]
+            torch._foreach_lerp_(grad_avgs, grads, column("keep"))
+            avgs = torch._foreach_addcmul(square_avgs, grad_avgs, grad_avgs, value=-1)
+            torch._foreach_sqrt_(avgs)
+        else:
+            avgs = torch._foreach_sqrt(square_avgs)
+        torch._foreach_add_(avgs, column("eps"))
+        if not moving:
+            torch._foreach_addcdiv_(params, torch._foreach_mul(grads, column("neg_lr")), avgs)
+            return
+        bufs = [state["momentum_buffer"] for state in states]
+        torch._foreach_mul_(bufs, column("momentum"))
+        torch._foreach_addcdiv_(bufs, grads, avgs)
+        if not mixed:
+            torch._foreach_addcmul_(params, bufs, column("neg_lr"))
+            return
+        # Members without momentum step on grad / avg, as torch does.
+        stepped = torch._foreach_addcdiv(params, torch._foreach_mul(grads, column("neg_lr")), avgs)
+        moved = torch._foreach_addcmul(params, bufs, column("neg_lr"))
+        for param, mask, one, other in zip(
+            params, column.mask("momentum"), stepped, moved, strict=True
+        ):
+            param.copy_(torch.where(mask, one, other))
 
     def state_dict(self) -> dict[str, Any]:
         """The population's state; its group holds plain tensors, so it loads with weights_only."""

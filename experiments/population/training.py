@@ -220,6 +220,7 @@ class Population:
         error = None
         trainer = None
         remove_fast_path = None
+        restore_threads = None
         try:
             with (
                 contextlib.ExitStack() as beating,
@@ -231,6 +232,16 @@ class Population:
                         database.Heartbeat(self.worker.storage, member.trial._trial_id)
                     )
                 trainer = self.trainer()
+                # The thread policy of a single run, for P networks a step: without it torch's
+                # default (a thread per core) made a population of small networks several times
+                # slower beside other jobs.
+                restore_threads = threads.apply(
+                    config.get("threads") or threads.AUTO,
+                    self.template.cli.model,
+                    datamodule,
+                    trainer.num_devices,
+                    copies=len(self.members),
+                )
                 if config.get("fast_path", True):  # --fast_path false: plain Lightning
                     remove_fast_path = fastpath.install(trainer, module)
                 trainer.fit(
@@ -245,6 +256,8 @@ class Population:
         finally:
             if remove_fast_path is not None:
                 remove_fast_path()
+            if restore_threads is not None:
+                restore_threads()
         self.finish(trainer, module, error)
 
     def stopped(self) -> int | None:
@@ -259,7 +272,9 @@ class Population:
         }
         values |= module.epoch_values("val")
         module.reset("val")  # an epoch without validation must not repeat the last one's
-        steps = [(s, losses.cpu()) for s, losses in module.step_losses]
+        # As Python floats once, not one tensor index a member and value (the same numbers).
+        values = {tag: value.tolist() for tag, value in values.items()}
+        steps = [(s, losses.cpu().tolist()) for s, losses in module.step_losses]
         stop = self.stopped() is not None
         keep, pruned = [], []
         score = values.get(self.worker.sweep.metric)
@@ -270,17 +285,16 @@ class Population:
             warnings.filterwarnings("ignore", message=r".*is already reported.*")
             for index, member in enumerate(self.members):
                 if score is not None:
-                    member.trial.report(float(score[index]), epoch)
+                    member.trial.report(score[index], epoch)
         for index, member in enumerate(self.members):
             for point, losses in steps:
-                member.log.scalars(point, {"train/loss_step": float(losses[index]), "epoch": epoch})
-            member.log.scalars(
-                step - 1, {t: float(v[index]) for t, v in values.items()} | {"epoch": epoch}
-            )
+                member.log.scalars(point, {"train/loss_step": losses[index], "epoch": epoch})
+            scalars = {tag: value[index] for tag, value in values.items()}
+            member.log.scalars(step - 1, scalars | {"epoch": epoch})
             member.log.flush()
             monitored = values.get(self.monitor)
-            if monitored is not None and self.improves(member, float(monitored[index])):
-                member.best, member.best_epoch = float(monitored[index]), epoch
+            if monitored is not None and self.improves(member, monitored[index]):
+                member.best, member.best_epoch = monitored[index], epoch
                 member.best_step = step
                 improved[index] = True
             if not stop and score is not None and member.trial.should_prune():
