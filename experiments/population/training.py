@@ -8,7 +8,9 @@ directory names its population in ``population.json``.
 """
 
 import contextlib
+import functools
 import json
+import os
 import signal
 import sys
 import warnings
@@ -59,7 +61,6 @@ class Member:
     best: float | None = None  # the monitored value at the best epoch, and where that was
     best_epoch: int = 0
     best_step: int = 0
-    reported: list[float] = field(default_factory=list)
 
     @property
     def number(self) -> int:
@@ -134,7 +135,7 @@ class Population:
         self.monitor = checkpoint.get("monitor") or "val/loss"
         self.mode = checkpoint.get("mode") or "min"
         self.stop_on_signal = StopOnSignal(pass_on=worker.signal_handler)
-        self.appends = journal.install(worker.storage)
+        self.appends = worker.appends  # the journal's appends, held an epoch at a time
         # The sweep's output: lines said during training, while the trial's own are silenced.
         self.out = sys.stdout
 
@@ -285,7 +286,8 @@ class Population:
             warnings.filterwarnings("ignore", message=r".*is already reported.*")
             for index, member in enumerate(self.members):
                 if score is not None:
-                    member.trial.report(score[index], epoch)
+                    # Retried while the database is away, as the one-trial worker's report is.
+                    database.patiently(functools.partial(member.trial.report, score[index], epoch))
         for index, member in enumerate(self.members):
             for point, losses in steps:
                 member.log.scalars(point, {"train/loss_step": losses[index], "epoch": epoch})
@@ -297,7 +299,7 @@ class Population:
                 member.best, member.best_epoch = monitored[index], epoch
                 member.best_step = step
                 improved[index] = True
-            if not stop and score is not None and member.trial.should_prune():
+            if not stop and score is not None and database.patiently(member.trial.should_prune):
                 pruned.append((index, member))
             else:
                 keep.append(index)
@@ -313,9 +315,13 @@ class Population:
             else:
                 trainer.should_stop = True
         if self.members:
-            trainer.save_checkpoint(self.directory / ".last.ckpt")
-            # Lightning's writer has no crash-safe mode of its own: written beside, renamed.
-            (self.directory / ".last.ckpt").replace(self.checkpoint)
+            partial = self.directory / ".last.ckpt"
+            trainer.save_checkpoint(partial)
+            # Lightning's writer has no crash-safe mode of its own: written beside, flushed to
+            # the disk (this file resumes the population), then renamed.
+            with partial.open("rb") as written:
+                os.fsync(written.fileno())
+            partial.replace(self.checkpoint)
         if stop:
             trainer.should_stop = True
 

@@ -38,8 +38,6 @@ from experiments.sweep.worker import (
     sweep_lock,
 )
 
-OPTIMIZER_CLASS = "model.init_args.optimizer"
-
 
 class PopulationWorker(Worker):
     """A :class:`Worker` that trains up to ``population`` trials at once.
@@ -169,7 +167,7 @@ class PopulationWorker(Worker):
         else:
             reason = template.reason
         if reason is None:
-            optimizer = grouping.get(template.resolved, f"{OPTIMIZER_CLASS}.class_path")
+            optimizer = grouping.get(template.resolved, f"{grouping.OPTIMIZER}.class_path")
             parts: dict[str, list[Claim]] = {}
             for claim in claims:
                 parts.setdefault(grouping.group_key(claim.params, optimizer), []).append(claim)
