@@ -180,9 +180,10 @@ def export(
     network cannot take the format or the file does not agree."""
     check_runtime(format)
     restore(task, data, checkpoint)
-    model = RawInputModel(task.network, Preprocessing.of_checkpoint(checkpoint, task)).eval()
+    preprocessing = Preprocessing.of_checkpoint(checkpoint, task)
+    model = RawInputModel(task.network, preprocessing).eval()
     raw, expected = reference(task, data)
-    meta = metadata(Preprocessing.of_checkpoint(checkpoint, task), task)
+    meta = metadata(preprocessing, task)
     target = run_dir / "exports" / f"{checkpoint_path.stem}{SUFFIXES[format]}"
     target.parent.mkdir(parents=True, exist_ok=True)
     partial = partial_name(target).with_suffix(SUFFIXES[format])
