@@ -28,6 +28,7 @@ from torch import nn
 from experiments.population import optim
 from experiments.population.model import CLASSIFICATION, REGRESSION
 
+SAFE_DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 SEED = "seed_everything"
 OPTIMIZER = "model.init_args.optimizer"
 OPTIMIZER_ARGS = f"{OPTIMIZER}.init_args."
@@ -181,7 +182,11 @@ class Template:
 
     def config_text(self, saved: Mapping[str, Any]) -> str:
         """A member's ``config.yaml``, as the CLI writes a run's."""
-        return self.header + yaml.safe_dump(dict(saved), sort_keys=False, allow_unicode=True)
+        # libyaml's emitter where PyYAML was built with it: the same text as PyYAML's own
+        # (checked on the experiments' configs), eight times faster, which a population of 64
+        # members notices (0.15 s of its 7 s).
+        text = yaml.dump(dict(saved), Dumper=SAFE_DUMPER, sort_keys=False, allow_unicode=True)
+        return self.header + text
 
 
 def template(args: Sequence[str], version: int) -> Template:
