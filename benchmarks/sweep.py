@@ -14,11 +14,15 @@ P = 1, 8, 64 and 256 trials (one sweep command each): wall time per trial and th
 peak memory; and a trial-step inside the largest population is set against a step of the
 plain loop.
 
+(c) and (d) are run ``--repeat`` times, one after the other in turn, and their medians are
+compared: on a machine that others share, one run of either can be slowed by a second or more.
+
 Run: ``.venv/bin/python -m benchmarks.sweep`` (``--trials 4`` for a short check).
 """
 
 import argparse
 import itertools
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -82,6 +86,7 @@ def sweep_file(path: Path, trials: int, space: dict) -> Path:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=64, help="the first N configurations")
+    parser.add_argument("--repeat", type=int, default=3, help="runs of (c) and (d) each")
     args = parser.parse_args(argv)
     configs = list(itertools.product(RATES, DECAYS, SEEDS))[: args.trials]
     python = sys.executable
@@ -108,20 +113,26 @@ def main(argv: list[str] | None = None) -> None:
             SEED: sorted({c[2] for c in configs}),
         }
         bench = sweep_file(work / "bench.yaml", len(configs), space)
-        for name in "abcd":
+        for name in "ab":
             (work / name).mkdir()
         startup = timed([[python, "-m", "experiments", "fit", "--help"]], work)
         bare = timed([[python, "-c", "import torch"]], work)
-        seconds = {
-            "(a) plain scripts": timed(plain, work / "a"),
-            "(b) experiments fit": timed(fits, work / "b"),
-            "(c) sweep, 2 workers": timed(
-                [[*sweep, str(bench), "--workers", "2", "--population", "1"]], work / "c"
-            ),
-            "(d) sweep, vectorized": timed(
-                [[*sweep, str(bench), "--population", str(len(configs))]], work / "d"
-            ),
+        runs: dict[str, list[float]] = {
+            "(a) plain scripts": [timed(plain, work / "a")],
+            "(b) experiments fit": [timed(fits, work / "b")],
+            "(c) sweep, 2 workers": [],
+            "(d) sweep, vectorized": [],
         }
+        ways = {
+            "(c) sweep, 2 workers": [*sweep, str(bench), "--workers", "2", "--population", "1"],
+            "(d) sweep, vectorized": [*sweep, str(bench), "--population", str(len(configs))],
+        }
+        for turn in range(args.repeat):
+            for way, command in ways.items():
+                place = work / f"{way[1]}{turn}"
+                place.mkdir()
+                runs[way].append(timed([command], place))
+        seconds = {way: statistics.median(values) for way, values in runs.items()}
         table = []
         # The short check (--trials below 64) keeps to the small populations.
         for size in [p for p in POPULATIONS if args.trials >= 64 or p <= 8]:
@@ -134,7 +145,9 @@ def main(argv: list[str] | None = None) -> None:
     a, b, c, d = seconds.values()
     print(f"{len(configs)} trials of mlp_classification, {EPOCHS} epochs each, wall time:")
     for way, value in seconds.items():
-        print(f"  {way:<24}{value:7.1f} s   {value / len(configs):5.2f} s a trial")
+        each = runs[way]
+        spread = f"   (median of {', '.join(f'{v:.1f}' for v in each)})" if len(each) > 1 else ""
+        print(f"  {way:<24}{value:7.1f} s   {value / len(configs):5.2f} s a trial{spread}")
     print(f"  (c) / (b) = {c / b:.2f};  (c) / (a) = {c / a:.2f}")
     print(f"  (d) / (c) = {d / c:.3f} (target <= 0.15);  (d) / (a) = {d / a:.3f} (target <= 0.1)")
     print(f"start-up of one process: {startup:.1f} s (python -m experiments fit --help)")
