@@ -34,6 +34,8 @@ CASES = {
         "--model.init_args.network.init_args.hidden_size",
         "16",
     ],
+    # Your own data (a CSV file), a regression trained on standardised targets (Adam).
+    "wine_flavanoids": [],
 }
 COMMON = [
     "--trainer.max_epochs",
@@ -161,27 +163,6 @@ def test_what_cannot_be_batched_trains_alone_after_one_line(tmp_path, monkeypatc
     assert "Traceback" not in captured.err
     assert states(study_of(tmp_path, "pop")) == {"COMPLETE": 2}
     assert not list((tmp_path / "lightning_logs" / "pop").glob("population_*"))
-
-
-def test_regression_on_scaled_targets_trains_alone():
-    # A single run of own data trains on standardised targets (datamodules.FileData), which the
-    # population's loss does not do yet: such trials must not be batched.
-    from torch import nn
-
-    from experiments.population import grouping
-
-    config = {
-        "model": {
-            "class_path": "models.RegressionTask",
-            "init_args": {"optimizer": {"class_path": "torch.optim.SGD", "init_args": {"lr": 0.1}}},
-        },
-        "data": {"class_path": "datamodules.ArrayData", "init_args": {"standardize_target": True}},
-        "trainer": {},
-    }
-    reason = grouping.unbatched_reason(config, nn.Linear(3, 1), [])
-    assert reason == "scaled regression targets (standardize_target) are not batched yet"
-    config["data"]["init_args"]["standardize_target"] = False
-    assert grouping.unbatched_reason(config, nn.Linear(3, 1), []) is None
 
 
 def threads_sweep(directory, *args):

@@ -124,10 +124,6 @@ def unbatched_reason(
     task = get(config, "model.class_path")
     if task not in TASKS:
         return f"the task {task} is not batched"
-    if task == "models.RegressionTask" and get(config, "data.init_args.standardize_target"):
-        # The single run's task trains on targets scaled by the training split's mean and
-        # deviation (datamodules.FileData.target_scale); the population's loss does not yet.
-        return "scaled regression targets (standardize_target) are not batched yet"
     for module in network.modules():
         for kind, reason in UNBATCHED_LAYERS.items():
             if isinstance(module, kind):

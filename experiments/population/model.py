@@ -83,6 +83,10 @@ class PopulationTask(LightningModule):
         self.log_every_n_steps = log_every_n_steps
         self.tallies = {stage: Tally() for stage in ("train", "val", "test")}
         self.step_losses: list[tuple[int, torch.Tensor]] = []
+        # The targets' mean and deviation where the data scales them for the loss, as the
+        # single run's task takes them (models.Task.target_scale): the loss on scaled targets,
+        # the metrics in the targets' own units.
+        self.target_scale: tuple[torch.Tensor, torch.Tensor] | None = None
 
     @property
     def size(self) -> int:
@@ -157,11 +161,30 @@ class PopulationTask(LightningModule):
     def reset(self, stage: str) -> None:
         self.tallies[stage] = Tally()
 
+    def take_target_scale(self) -> None:
+        """The data's target scale, on the device (after a checkpoint restored the data)."""
+        found = getattr(self.trainer.datamodule, "target_scale", None)
+        self.target_scale = None if found is None else tuple(t.to(self.device) for t in found)
+
+    def on_fit_start(self) -> None:
+        self.take_target_scale()
+
+    def on_validation_start(self) -> None:
+        self.take_target_scale()
+
+    def on_test_start(self) -> None:
+        self.take_target_scale()
+
     def step_of(self, stage: str, batch: Any) -> torch.Tensor:
         x, y = batch
         outputs = self(x)
-        losses = self.losses(outputs, y)
-        self.tally(stage, outputs.detach(), y, losses.detach())
+        if self.target_scale is None:
+            losses = self.losses(outputs, y)
+            self.tally(stage, outputs.detach(), y, losses.detach())
+            return losses
+        mean, std = self.target_scale
+        losses = self.losses(outputs, (y - mean) / std)
+        self.tally(stage, outputs.detach() * std + mean, y, losses.detach())
         return losses
 
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
