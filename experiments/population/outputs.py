@@ -23,6 +23,7 @@ from tensorboard.compat.proto.summary_pb2 import Summary
 from tensorboard.summary.writer.record_writer import RecordWriter
 
 from experiments.atomic import partial_name
+from experiments.population.optim import member_scheduler_state
 
 # Distinguishes the event files that one process opens in the same second.
 _opened = 0
@@ -79,10 +80,12 @@ def hyperparameters(resolved: Mapping[str, Any]) -> dict[str, Any]:
 def member_checkpoint(
     trainer: pl.Trainer,
     weights: dict[str, torch.Tensor],
-    optimizer_state: dict[str, Any],
+    member: int,
     resolved: Mapping[str, Any],
 ) -> dict[str, Any]:
-    """A member's checkpoint in the single-run format, at the Trainer's current point."""
+    """Member ``member``'s checkpoint in the single-run format, at the Trainer's current point:
+    its optimizer's and scheduler's states as they are for that member alone."""
+    schedulers = [config.scheduler.state_dict() for config in trainer.lr_scheduler_configs]
     return {
         "epoch": trainer.current_epoch,
         "global_step": trainer.global_step,
@@ -95,8 +98,8 @@ def member_checkpoint(
             "predict_loop": trainer.predict_loop.state_dict(),
         },
         "callbacks": {},
-        "optimizer_states": [optimizer_state],
-        "lr_schedulers": [],
+        "optimizer_states": [trainer.optimizers[0].member_state_dict(member)],
+        "lr_schedulers": [member_scheduler_state(state, member) for state in schedulers],
         "hparams_name": "kwargs",
         "hyper_parameters": hyperparameters(resolved),
     }
