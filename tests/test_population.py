@@ -304,6 +304,7 @@ def test_a_population_stopped_midway_goes_on_when_the_command_runs_again(
             "--trainer.max_epochs",
             "4",
             *held(tmp_path / "hold"),
+            *STEP_LR,  # its state is resumed with the population's
         ],
     )
     (tmp_path / "hold").touch()  # the population waits after its first epoch's checkpoint
@@ -330,10 +331,13 @@ def test_a_population_stopped_midway_goes_on_when_the_command_runs_again(
     assert states(study_of(tmp_path, "pop")) == {"COMPLETE": 4}
     for number in range(4):
         run = sweep_dir / f"version_{number}"
-        for tag in ("train/loss_epoch", "val/acc", "train/loss_step"):
+        for tag in ("train/loss_epoch", "val/acc", "train/loss_step", "train/lr"):
             steps = [s for s, _ in curves(run)[tag]]
             assert steps == sorted(set(steps)), (tag, steps)
         assert len(curves(run)["val/acc"]) == 4  # every epoch once
+        lr = study_of(tmp_path, "pop").trials[number].params[LR]
+        expected = [lr * 0.5 ** ((epoch + 1) // 2) for epoch in range(4)]
+        assert epochs_of(run, "train/lr") == pytest.approx(expected, rel=1e-6)
 
 
 @pytest.mark.slow(seconds=15)
