@@ -4,7 +4,8 @@
   of its own. The values are held and written once per epoch, all in one write, without the
   writer thread that TensorBoard's ``SummaryWriter`` starts for every file.
 * Its checkpoints in the single-run format: the task's ``network.*`` weights, the optimizer's
-  state as ``torch.optim`` holds it for one network, the Lightning loops and the
+  and the learning-rate scheduler's states as ``torch.optim`` holds them for one network, the
+  Lightning loops and the
   hyperparameters, so that ``test --ckpt_path best`` evaluates it and ``fit --ckpt_path``
   continues it alone.
 """
