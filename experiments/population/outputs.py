@@ -5,9 +5,8 @@
   writer thread that TensorBoard's ``SummaryWriter`` starts for every file.
 * Its checkpoints in the single-run format: the task's ``network.*`` weights, the optimizer's
   and the learning-rate scheduler's states as ``torch.optim`` holds them for one network, the
-  Lightning loops and the
-  hyperparameters, so that ``test --ckpt_path best`` evaluates it and ``fit --ckpt_path``
-  continues it alone.
+  Lightning loops and the hyperparameters, so that ``test --ckpt_path best`` evaluates it and
+  ``fit --ckpt_path`` continues it alone.
 """
 
 import os
