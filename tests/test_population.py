@@ -9,6 +9,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 import yaml
 
 from experiments import threads
@@ -18,10 +19,16 @@ from tests.test_sweep import held, start_sweep, states, study_of, wait_for
 
 LR = "model.init_args.optimizer.init_args.lr"
 MOMENTUM = ["--model.init_args.optimizer.init_args.momentum", "0.9"]
+SCHEDULER = "--model.init_args.lr_scheduler"
+# The rate halved every two epochs.
+STEP_LR = [f"{SCHEDULER}.class_path", "torch.optim.lr_scheduler.StepLR"]
+STEP_LR += [f"{SCHEDULER}.init_args.step_size", "2", f"{SCHEDULER}.init_args.gamma", "0.5"]
 EPOCHS = 5
-# Each experiment, small: its own data, network and optimizer (Adam or SGD), five epochs.
+# Each experiment, small: its own data, network and optimizer (Adam or SGD), five epochs; a
+# case "<experiment>+<what>" is the experiment with something more.
 CASES = {
     "mlp_classification": ["--data.init_args.num_samples", "400"],
+    "mlp_classification+StepLR": ["--data.init_args.num_samples", "400", *STEP_LR],
     "linear_regression": ["--data.init_args.num_samples", "200"],  # SGD
     "two_layer_relu": ["--data.init_args.num_samples", "400", *MOMENTUM],  # SGD with momentum
     "cnn": [
@@ -73,12 +80,12 @@ def epochs_of(run, tag):
 
 
 @pytest.mark.slow(seconds=40)
-@pytest.mark.parametrize("experiment", CASES)
+@pytest.mark.parametrize("case", CASES)
 def test_a_member_trained_in_a_population_gives_what_it_gives_alone(
-    tmp_path, monkeypatch, capsys, experiment
+    tmp_path, monkeypatch, capsys, case
 ):
     # Four members differing in learning rate and seed; the one compared trains alone too.
-    args = CASES[experiment]
+    experiment, args = case.partition("+")[0], CASES[case]
     space = {LR: [0.003, 0.01], "seed_everything": [1, 2]}
     path = population_sweep(tmp_path, "pop", experiment, args, space)
     monkeypatch.chdir(tmp_path)
@@ -107,9 +114,18 @@ def test_a_member_trained_in_a_population_gives_what_it_gives_alone(
     # The same tags, each at the same steps, as a single run's.
     for tag in ("train/loss_epoch", "val/loss", "test/loss"):
         assert [s for s, _ in together[tag]] == [s for s, _ in single[tag]], tag
+    assert ("train/lr" in single) == (SCHEDULER in " ".join(args))
+    if "train/lr" in single:  # the rate the next epoch uses, at each epoch's step
+        assert together["train/lr"] == single["train/lr"]
+        # The member's last checkpoint holds its scheduler as the single run's holds it.
+        checkpoints = [run / "checkpoints" / "last.ckpt", member / "checkpoints" / "last.ckpt"]
+        alone_state, member_state = (
+            torch.load(path, weights_only=True)["lr_schedulers"] for path in checkpoints
+        )
+        assert member_state == alone_state
     losses = zip(epochs_of(member, "val/loss"), epochs_of(run, "val/loss"), strict=True)
     worst = max(abs(a - b) / abs(b) for a, b in losses)
-    print(f"{experiment}: largest relative val/loss difference {worst:.2e}")
+    print(f"{case}: largest relative val/loss difference {worst:.2e}")
     assert worst <= 1e-4
     if "val/acc" in single:
         samples = len(alone.datamodule.splits["val"])
@@ -149,20 +165,42 @@ def mlp_sweep(directory, **settings):
     return path
 
 
-def test_what_cannot_be_batched_trains_alone_after_one_line(tmp_path, monkeypatch, capsys):
-    norm = ["--model.init_args.network.init_args.norm", "batch"]
-    norm += ["--data.init_args.num_samples", "100", "--trainer.max_epochs", "1"]
-    path = mlp_sweep(tmp_path, trials=2, args=[*COMMON[2:], *norm])
+UNBATCHED = {
+    "batch-norm running statistics are not batched": [
+        "--model.init_args.network.init_args.norm",
+        "batch",
+    ],
+    "ReduceLROnPlateau watches one metric, not one per member": [
+        f"{SCHEDULER}.class_path",
+        "torch.optim.lr_scheduler.ReduceLROnPlateau",
+    ],
+}
+
+
+@pytest.mark.parametrize("reason", UNBATCHED)
+def test_what_cannot_be_batched_trains_alone_after_one_line(tmp_path, monkeypatch, capsys, reason):
+    args = [*UNBATCHED[reason], "--data.init_args.num_samples", "100", "--trainer.max_epochs", "1"]
+    path = mlp_sweep(tmp_path, trials=2, args=[*COMMON[2:], *args])
     monkeypatch.chdir(tmp_path)
     assert sweep_main([str(path)]) == 0
     captured = capsys.readouterr()
     lines = [line for line in captured.out.splitlines() if "one at a time" in line]
-    assert lines == [
-        "trials 0, 1 train one at a time: batch-norm running statistics are not batched"
-    ]
+    assert lines == [f"trials 0, 1 train one at a time: {reason}"]
     assert "Traceback" not in captured.err
     assert states(study_of(tmp_path, "pop")) == {"COMPLETE": 2}
     assert not list((tmp_path / "lightning_logs" / "pop").glob("population_*"))
+
+
+def test_trials_whose_scheduler_differs_train_in_separate_populations():
+    from experiments.population import grouping
+
+    gamma = "model.init_args.lr_scheduler.init_args.gamma"
+    assert not grouping.batched_key(gamma, "torch.optim.Adam")
+    keys = [
+        grouping.group_key({LR: lr, gamma: g}, "torch.optim.Adam")
+        for lr, g in [(0.01, 0.5), (0.003, 0.5), (0.01, 0.1)]
+    ]
+    assert keys[0] == keys[1] != keys[2]
 
 
 def threads_sweep(directory, *args):
@@ -195,12 +233,16 @@ def test_members_are_pruned_one_by_one_and_leave_the_population(tmp_path, monkey
     # Two populations of five: a rate that learns and one that cannot in four epochs, five
     # seeds each. Once the first population has finished, the median rule judges each member
     # of the second after every epoch; those that fall behind leave it.
+    # Their rate halves every epoch: the scheduler leaves the population with its members.
+    args = [*COMMON[2:], "--data.init_args.num_samples", "200", "--trainer.max_epochs", "4"]
+    args += [*STEP_LR[:2], f"{SCHEDULER}.init_args.step_size", "1", *STEP_LR[-2:]]
     path = mlp_sweep(
         tmp_path,
         trials=10,
         population=5,
         pruner={"median": {"n_warmup_steps": 0}},  # from the first epoch on
         space={LR: [0.03, 1.0e-6], "seed_everything": [0, 1, 2, 3, 4]},
+        args=args,
     )
     monkeypatch.chdir(tmp_path)
     assert sweep_main([str(path)]) == 0
@@ -217,6 +259,16 @@ def test_members_are_pruned_one_by_one_and_leave_the_population(tmp_path, monkey
         run = tmp_path / "lightning_logs" / "pop" / f"version_{trial.number}"
         assert (run / "checkpoints" / "last.ckpt").is_file()
         assert len(curves(run)["val/acc"]) == len(trial.intermediate_values) < 4
+    for trial in study_of(tmp_path, "pop").get_trials():
+        run = tmp_path / "lightning_logs" / "pop" / f"version_{trial.number}"
+        rates = epochs_of(run, "train/lr")
+        lr = trial.params[LR]
+        assert rates == pytest.approx([lr * 0.5 ** (e + 1) for e in range(len(rates))], rel=1e-6)
+        (scheduler,) = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)[
+            "lr_schedulers"
+        ]
+        assert scheduler["base_lrs"] == [lr]
+        assert scheduler["_last_lr"] == [pytest.approx(rates[-1], rel=1e-6)]
 
 
 @pytest.mark.slow(seconds=30)
@@ -233,6 +285,7 @@ def test_a_population_stopped_midway_goes_on_when_the_command_runs_again(
             "--trainer.max_epochs",
             "4",
             *held(tmp_path / "hold"),
+            *STEP_LR,  # its state is resumed with the population's
         ],
     )
     (tmp_path / "hold").touch()  # the population waits after its first epoch's checkpoint
@@ -259,10 +312,13 @@ def test_a_population_stopped_midway_goes_on_when_the_command_runs_again(
     assert states(study_of(tmp_path, "pop")) == {"COMPLETE": 4}
     for number in range(4):
         run = sweep_dir / f"version_{number}"
-        for tag in ("train/loss_epoch", "val/acc", "train/loss_step"):
+        for tag in ("train/loss_epoch", "val/acc", "train/loss_step", "train/lr"):
             steps = [s for s, _ in curves(run)[tag]]
             assert steps == sorted(set(steps)), (tag, steps)
         assert len(curves(run)["val/acc"]) == 4  # every epoch once
+        lr = study_of(tmp_path, "pop").trials[number].params[LR]
+        expected = [lr * 0.5 ** ((epoch + 1) // 2) for epoch in range(4)]
+        assert epochs_of(run, "train/lr") == pytest.approx(expected, rel=1e-6)
 
 
 @pytest.mark.slow(seconds=15)

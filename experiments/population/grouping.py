@@ -5,7 +5,8 @@ the training's course alone is equal: the seed (``seed_everything``, which only 
 the network: the data and its order come from the data's own seed) and the optimizer's
 numeric arguments (learning rate, betas, eps, weight decay) may differ; every other key of
 the sweep's space (the network's sizes, the optimizer's class and its must-match flags, the
-batch size, ``max_epochs``, the data) splits trials into separate populations.
+learning-rate scheduler and its arguments, the batch size, ``max_epochs``, the data) splits
+trials into separate populations.
 
 A group's first trial is built by the CLI itself (``ExperimentCLI(run=False)``): its parser,
 its resolved config and its network as a single run builds it. The other members' configs are
@@ -136,10 +137,13 @@ def unbatched_reason(
         return reason
     scheduler = get(config, "model.init_args.lr_scheduler")
     if scheduler:
-        # The batched optimizers can drive schedulers (optim.unsupported_scheduler says
-        # which); the population's task does not build one yet.
-        name = str(scheduler.get("class_path", "")).rsplit(".", 1)[-1]
-        return f"the scheduler {name} is not built for a population yet"
+        if not isinstance(scheduler, Mapping) or "class_path" not in scheduler:
+            return "the scheduler is not given as class_path and init_args"
+        reason = optim.unsupported_scheduler(
+            scheduler["class_path"], scheduler.get("init_args") or {}
+        )
+        if reason is not None:
+            return reason
     trainer = config.get("trainer") or {}
     for name, allowed in TRAINER_DEFAULTS.items():
         if trainer.get(name, allowed[0]) not in allowed:

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from lightning.pytorch import LightningModule
 from torch import nn
 
-from experiments.population.optim import PopulationOptimizer
+from experiments.population.optim import PopulationOptimizer, build_scheduler, keep_scheduler
 
 CLASSIFICATION = "classification"
 REGRESSION = "regression"
@@ -51,6 +51,8 @@ class PopulationTask(LightningModule):
         optimizer: The optimizer's class path, as in the config.
         optimizer_args: Each member's optimizer ``init_args``.
         log_every_n_steps: How often the training loss is recorded, as the Trainer's option.
+        scheduler: The learning-rate scheduler as the config gives it (``class_path`` and
+            ``init_args``), or ``None``: one for the population, its arguments shared.
     """
 
     def __init__(
@@ -60,6 +62,7 @@ class PopulationTask(LightningModule):
         optimizer: str,
         optimizer_args: Sequence[Mapping[str, Any]],
         log_every_n_steps: int = 50,
+        scheduler: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__()
         if kind not in (CLASSIFICATION, REGRESSION):
@@ -81,6 +84,7 @@ class PopulationTask(LightningModule):
         self.optimizer_path = optimizer
         self.optimizer_args = [dict(a) for a in optimizer_args]
         self.log_every_n_steps = log_every_n_steps
+        self.scheduler = dict(scheduler) if scheduler else None
         self.tallies = {stage: Tally() for stage in ("train", "val", "test")}
         self.step_losses: list[tuple[int, torch.Tensor]] = []
         # The targets' mean and deviation where the data scales them for the loss, as the
@@ -210,8 +214,24 @@ class PopulationTask(LightningModule):
     def on_test_epoch_start(self) -> None:
         self.reset("test")
 
-    def configure_optimizers(self) -> PopulationOptimizer:
-        return PopulationOptimizer(self.stacked, self.optimizer_path, self.optimizer_args)
+    def configure_optimizers(self) -> Any:
+        optimizer = PopulationOptimizer(self.stacked, self.optimizer_path, self.optimizer_args)
+        if self.scheduler is None:
+            return optimizer
+        scheduler = build_scheduler(
+            optimizer, self.scheduler["class_path"], self.scheduler.get("init_args") or {}
+        )
+        # As models.tasks.Task configures a single run's: stepped once an epoch.
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "interval": "epoch", "monitor": "val/loss"},
+        }
+
+    def rates(self) -> list[float] | None:
+        """Each member's learning rate for the next epoch, where a scheduler sets it."""
+        if self.scheduler is None:
+            return None
+        return self.trainer.optimizers[0].param_groups[0]["lr"].tolist()
 
     def member_weights(self, member: int) -> dict[str, torch.Tensor]:
         """Member ``member``'s network state, as its single run's task holds it."""
@@ -261,3 +281,5 @@ class PopulationTask(LightningModule):
         optimizer = self.trainer.optimizers[0] if self._trainer is not None else None
         if isinstance(optimizer, PopulationOptimizer):
             optimizer.keep(members, list(self.stacked))
+            for config in self.trainer.lr_scheduler_configs:
+                keep_scheduler(config.scheduler, members)

@@ -137,6 +137,18 @@ def unsupported_scheduler(class_path: str, init_args: Mapping[str, Any]) -> str 
     return None
 
 
+def build_scheduler(
+    optimizer: PopulationOptimizer, class_path: str, init_args: Mapping[str, Any]
+) -> lr_scheduler.LRScheduler:
+    """The scheduler a config names (``class_path`` and ``init_args``) on a population's
+    optimizer: one instance for all members, its own arguments shared by them."""
+    reason = unsupported_scheduler(class_path, init_args)
+    if reason is not None:
+        raise ValueError(f"cannot batch {class_path}: {reason}")
+    cls = _resolve(class_path) if "." in class_path else getattr(lr_scheduler, class_path)
+    return cls(optimizer, **init_args)
+
+
 def must_match(class_path: str) -> tuple[str, ...]:
     """The init_args that must be equal across a population's members."""
     cls = _resolve(class_path)

@@ -4,9 +4,9 @@
   of its own. The values are held and written once per epoch, all in one write, without the
   writer thread that TensorBoard's ``SummaryWriter`` starts for every file.
 * Its checkpoints in the single-run format: the task's ``network.*`` weights, the optimizer's
-  state as ``torch.optim`` holds it for one network, the Lightning loops and the
-  hyperparameters, so that ``test --ckpt_path best`` evaluates it and ``fit --ckpt_path``
-  continues it alone.
+  and the learning-rate scheduler's states as ``torch.optim`` holds them for one network, the
+  Lightning loops and the hyperparameters, so that ``test --ckpt_path best`` evaluates it and
+  ``fit --ckpt_path`` continues it alone.
 """
 
 import os
@@ -23,6 +23,7 @@ from tensorboard.compat.proto.summary_pb2 import Summary
 from tensorboard.summary.writer.record_writer import RecordWriter
 
 from experiments.atomic import partial_name
+from experiments.population.optim import member_scheduler_state
 
 # Distinguishes the event files that one process opens in the same second.
 _opened = 0
@@ -79,10 +80,12 @@ def hyperparameters(resolved: Mapping[str, Any]) -> dict[str, Any]:
 def member_checkpoint(
     trainer: pl.Trainer,
     weights: dict[str, torch.Tensor],
-    optimizer_state: dict[str, Any],
+    member: int,
     resolved: Mapping[str, Any],
 ) -> dict[str, Any]:
-    """A member's checkpoint in the single-run format, at the Trainer's current point."""
+    """Member ``member``'s checkpoint in the single-run format, at the Trainer's current point:
+    its optimizer's and scheduler's states as they are for that member alone."""
+    schedulers = [config.scheduler.state_dict() for config in trainer.lr_scheduler_configs]
     return {
         "epoch": trainer.current_epoch,
         "global_step": trainer.global_step,
@@ -95,8 +98,8 @@ def member_checkpoint(
             "predict_loop": trainer.predict_loop.state_dict(),
         },
         "callbacks": {},
-        "optimizer_states": [optimizer_state],
-        "lr_schedulers": [],
+        "optimizer_states": [trainer.optimizers[0].member_state_dict(member)],
+        "lr_schedulers": [member_scheduler_state(state, member) for state in schedulers],
         "hparams_name": "kwargs",
         "hyper_parameters": hyperparameters(resolved),
     }

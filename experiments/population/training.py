@@ -216,6 +216,7 @@ class Population:
                 for m in self.members
             ],
             log_every_n_steps=config["trainer"].get("log_every_n_steps") or 50,
+            scheduler=config["model"]["init_args"].get("lr_scheduler"),
         )
         datamodule = self.template.cli.datamodule
         error = None
@@ -275,6 +276,11 @@ class Population:
         module.reset("val")  # an epoch without validation must not repeat the last one's
         # As Python floats once, not one tensor index a member and value (the same numbers).
         values = {tag: value.tolist() for tag, value in values.items()}
+        rates = module.rates()
+        if rates is not None:
+            # As a single run's task logs it: the rate the next epoch uses (Lightning steps an
+            # epoch's scheduler after its last batch, before this hook).
+            values["train/lr"] = rates
         steps = [(s, losses.cpu().tolist()) for s, losses in module.step_losses]
         stop = self.stopped() is not None
         keep, pruned = [], []
@@ -338,10 +344,7 @@ class Population:
         name = f"{BEST_PREFIX}epoch={member.best_epoch}-step={member.best_step}.ckpt"
         path = member.run.checkpoints / name
         path.parent.mkdir(parents=True, exist_ok=True)
-        optimizer = trainer.optimizers[0]
-        checkpoint = member_checkpoint(
-            trainer, module.best_weights(index), optimizer.member_state_dict(index), member.resolved
-        )
+        checkpoint = member_checkpoint(trainer, module.best_weights(index), index, member.resolved)
         checkpoint |= {"epoch": member.best_epoch, "global_step": member.best_step}
         save(checkpoint, path)
         for old in member.run.checkpoints.glob(f"{BEST_PREFIX}*.ckpt"):
@@ -353,13 +356,7 @@ class Population:
         save(self.member_state(trainer, module, index, member), member.run.last)
 
     def member_state(self, trainer, module: PopulationTask, index: int, member: Member) -> dict:
-        optimizer = trainer.optimizers[0]
-        return member_checkpoint(
-            trainer,
-            module.member_weights(index),
-            optimizer.member_state_dict(index),
-            member.resolved,
-        )
+        return member_checkpoint(trainer, module.member_weights(index), index, member.resolved)
 
     def test(self, trainer: pl.Trainer, module: PopulationTask, datamodule: Any) -> None:
         """Each member's best checkpoint on the test split (one batched pass), as ``fit``
