@@ -4,11 +4,13 @@ batched trains alone with one line saying why."""
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
 
 import pytest
+import torch
 import yaml
 
 from experiments import threads
@@ -123,6 +125,56 @@ def test_a_member_trained_in_a_population_gives_what_it_gives_alone(
         )
     test_loss = float(tested.trainer.callback_metrics["test/loss"])
     assert test_loss == pytest.approx(epochs_of(member, "test/loss")[-1], rel=1e-5)
+    if experiment in CONTINUED:
+        assert_continues_as_alone(member, run)
+
+
+# Continued after the population (Adam's step count, SGD's momentum buffers), 5 + 2 epochs.
+CONTINUED = ("mlp_classification", "two_layer_relu")
+
+
+def checkpoint_state(path, rel=None):
+    """A checkpoint's callback states with its run's directory spelled ``<run>``, and its epoch,
+    step and loops: what a member's and a single run's ``last.ckpt`` share (their scores
+    within ``rel``, where given: batched kernels round otherwise)."""
+    state = torch.load(path, weights_only=True)
+
+    def plain(value):
+        if isinstance(value, dict):
+            return {plain(k): plain(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [plain(v) for v in value]
+        if isinstance(value, str):
+            return re.sub(r"^.*lightning_logs/[^/]+/version_\d+", "<run>", value)
+        if isinstance(value, torch.Tensor):
+            scores = rel is not None and value.is_floating_point()
+            return pytest.approx(value.tolist(), rel=rel) if scores else value.tolist()
+        return value
+
+    kept = ("epoch", "global_step", "loops", "callbacks", "hparams_name", "hyper_parameters")
+    return {key: plain(state[key]) for key in kept} | {"keys": sorted(state)}
+
+
+def assert_continues_as_alone(member, run):
+    """The member's checkpoints are its single run's (but for its run directory and rounding),
+    and ``fit`` continues it in its run as that run continues: 2 more epochs."""
+    last, alone_last = member / "checkpoints" / "last.ckpt", run / "checkpoints" / "last.ckpt"
+    assert checkpoint_state(last) == checkpoint_state(alone_last, rel=1e-4)
+    from experiments.cli import main
+
+    epochs = ["--trainer.max_epochs", str(EPOCHS + 2), *QUIET]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr("sys.argv", ["experiments"])
+        main(["fit", "--config", str(member / "config.yaml"), "--ckpt_path", str(last), *epochs])
+        main(["fit", "--config", str(run / "config.yaml"), *epochs])  # its own last.ckpt
+    names = sorted(p.name for p in (run / "checkpoints").iterdir())
+    assert sorted(p.name for p in (member / "checkpoints").iterdir()) == names  # no last-v1
+    assert checkpoint_state(last) == checkpoint_state(alone_last, rel=1e-4)
+    for tag in ("train/loss_epoch", "val/loss", "train/loss_step"):
+        steps = [s for s, _ in curves(member)[tag]]
+        assert steps == [s for s, _ in curves(run)[tag]] == sorted(set(steps)), tag
+    losses = zip(epochs_of(member, "val/loss"), epochs_of(run, "val/loss"), strict=True)
+    assert max(abs(a - b) / abs(b) for a, b in losses) <= 1e-4
 
 
 def mlp_sweep(directory, **settings):
