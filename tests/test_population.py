@@ -91,17 +91,8 @@ def test_a_member_trained_in_a_population_gives_what_it_gives_alone(
     seed = saved["seed_everything"]
     alone_dir = tmp_path / "alone"
     alone_dir.mkdir()
-    alone = fit_in(
-        alone_dir,
-        "--config",
-        config(experiment),
-        *COMMON,
-        *args,
-        f"--{LR}",
-        str(lr),
-        "--seed_everything",
-        str(seed),
-    )
+    alone_args = [*COMMON, *args, f"--{LR}", str(lr), "--seed_everything", str(seed)]
+    alone = fit_in(alone_dir, "--config", config(experiment), *alone_args)
     run = alone_dir / alone.trainer.log_dir
     together, single = curves(member), curves(run)
     # The same tags, each at the same steps, as a single run's.
@@ -126,7 +117,9 @@ def test_a_member_trained_in_a_population_gives_what_it_gives_alone(
     test_loss = float(tested.trainer.callback_metrics["test/loss"])
     assert test_loss == pytest.approx(epochs_of(member, "test/loss")[-1], rel=1e-5)
     if experiment in CONTINUED:
-        assert_continues_as_alone(member, run)
+        longer = [*alone_args, "--trainer.max_epochs", str(EPOCHS + 2)]
+        whole = fit_in(alone_dir, "--config", config(experiment), *longer).trainer.log_dir
+        assert_continues_as_alone(member, run, alone_dir / whole)
 
 
 # Continued after the population (Adam's step count, SGD's momentum buffers), 5 + 2 epochs.
@@ -155,25 +148,25 @@ def checkpoint_state(path, rel=None):
     return {key: plain(state[key]) for key in kept} | {"keys": sorted(state)}
 
 
-def assert_continues_as_alone(member, run):
-    """The member's checkpoints are its single run's (but for its run directory and rounding),
-    and ``fit`` continues it in its run as that run continues: 2 more epochs."""
-    last, alone_last = member / "checkpoints" / "last.ckpt", run / "checkpoints" / "last.ckpt"
-    assert checkpoint_state(last) == checkpoint_state(alone_last, rel=1e-4)
+def assert_continues_as_alone(member, run, whole):
+    """The member's ``last.ckpt`` is its single run's ``run``'s (but for its run directory and
+    rounding), and ``fit`` continues it in its run for 2 more epochs as the run ``whole``
+    trained them alone from the start."""
+    last = member / "checkpoints" / "last.ckpt"
+    assert checkpoint_state(last) == checkpoint_state(run / "checkpoints" / "last.ckpt", rel=1e-4)
     from experiments.cli import main
 
-    epochs = ["--trainer.max_epochs", str(EPOCHS + 2), *QUIET]
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr("sys.argv", ["experiments"])
+        epochs = ["--trainer.max_epochs", str(EPOCHS + 2), *QUIET]
         main(["fit", "--config", str(member / "config.yaml"), "--ckpt_path", str(last), *epochs])
-        main(["fit", "--config", str(run / "config.yaml"), *epochs])  # its own last.ckpt
-    names = sorted(p.name for p in (run / "checkpoints").iterdir())
+    names = sorted(p.name for p in (whole / "checkpoints").iterdir())
     assert sorted(p.name for p in (member / "checkpoints").iterdir()) == names  # no last-v1
-    assert checkpoint_state(last) == checkpoint_state(alone_last, rel=1e-4)
+    assert checkpoint_state(last) == checkpoint_state(whole / "checkpoints" / "last.ckpt", rel=1e-4)
     for tag in ("train/loss_epoch", "val/loss", "train/loss_step"):
         steps = [s for s, _ in curves(member)[tag]]
-        assert steps == [s for s, _ in curves(run)[tag]] == sorted(set(steps)), tag
-    losses = zip(epochs_of(member, "val/loss"), epochs_of(run, "val/loss"), strict=True)
+        assert steps == [s for s, _ in curves(whole)[tag]] == sorted(set(steps)), tag
+    losses = zip(epochs_of(member, "val/loss"), epochs_of(whole, "val/loss"), strict=True)
     assert max(abs(a - b) / abs(b) for a, b in losses) <= 1e-4
 
 
