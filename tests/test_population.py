@@ -4,6 +4,7 @@ batched trains alone with one line saying why."""
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -98,17 +99,8 @@ def test_a_member_trained_in_a_population_gives_what_it_gives_alone(
     seed = saved["seed_everything"]
     alone_dir = tmp_path / "alone"
     alone_dir.mkdir()
-    alone = fit_in(
-        alone_dir,
-        "--config",
-        config(experiment),
-        *COMMON,
-        *args,
-        f"--{LR}",
-        str(lr),
-        "--seed_everything",
-        str(seed),
-    )
+    alone_args = [*COMMON, *args, f"--{LR}", str(lr), "--seed_everything", str(seed)]
+    alone = fit_in(alone_dir, "--config", config(experiment), *alone_args)
     run = alone_dir / alone.trainer.log_dir
     together, single = curves(member), curves(run)
     # The same tags, each at the same steps, as a single run's.
@@ -141,6 +133,58 @@ def test_a_member_trained_in_a_population_gives_what_it_gives_alone(
         )
     test_loss = float(tested.trainer.callback_metrics["test/loss"])
     assert test_loss == pytest.approx(epochs_of(member, "test/loss")[-1], rel=1e-5)
+    if experiment in CONTINUED:
+        longer = [*alone_args, "--trainer.max_epochs", str(EPOCHS + 2)]
+        whole = fit_in(alone_dir, "--config", config(experiment), *longer).trainer.log_dir
+        assert_continues_as_alone(member, run, alone_dir / whole)
+
+
+# Continued after the population (Adam's step count, SGD's momentum buffers), 5 + 2 epochs.
+CONTINUED = ("mlp_classification", "two_layer_relu")
+
+
+def checkpoint_state(path, rel=None):
+    """A checkpoint's callback states with its run's directory spelled ``<run>``, and its epoch,
+    step and loops: what a member's and a single run's ``last.ckpt`` share (their scores
+    within ``rel``, where given: batched kernels round otherwise)."""
+    state = torch.load(path, weights_only=True)
+
+    def plain(value):
+        if isinstance(value, dict):
+            return {plain(k): plain(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [plain(v) for v in value]
+        if isinstance(value, str):
+            return re.sub(r"^.*lightning_logs/[^/]+/version_\d+", "<run>", value)
+        if isinstance(value, torch.Tensor):
+            scores = rel is not None and value.is_floating_point()
+            return pytest.approx(value.tolist(), rel=rel) if scores else value.tolist()
+        return value
+
+    kept = ("epoch", "global_step", "loops", "callbacks", "hparams_name", "hyper_parameters")
+    return {key: plain(state[key]) for key in kept} | {"keys": sorted(state)}
+
+
+def assert_continues_as_alone(member, run, whole):
+    """The member's ``last.ckpt`` is its single run's ``run``'s (but for its run directory and
+    rounding), and ``fit`` continues it in its run for 2 more epochs as the run ``whole``
+    trained them alone from the start."""
+    last = member / "checkpoints" / "last.ckpt"
+    assert checkpoint_state(last) == checkpoint_state(run / "checkpoints" / "last.ckpt", rel=1e-4)
+    from experiments.cli import main
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr("sys.argv", ["experiments"])
+        epochs = ["--trainer.max_epochs", str(EPOCHS + 2), *QUIET]
+        main(["fit", "--config", str(member / "config.yaml"), "--ckpt_path", str(last), *epochs])
+    names = sorted(p.name for p in (whole / "checkpoints").iterdir())
+    assert sorted(p.name for p in (member / "checkpoints").iterdir()) == names  # no last-v1
+    assert checkpoint_state(last) == checkpoint_state(whole / "checkpoints" / "last.ckpt", rel=1e-4)
+    for tag in ("train/loss_epoch", "val/loss", "train/loss_step"):
+        steps = [s for s, _ in curves(member)[tag]]
+        assert steps == [s for s, _ in curves(whole)[tag]] == sorted(set(steps)), tag
+    losses = zip(epochs_of(member, "val/loss"), epochs_of(whole, "val/loss"), strict=True)
+    assert max(abs(a - b) / abs(b) for a, b in losses) <= 1e-4
 
 
 def mlp_sweep(directory, **settings):

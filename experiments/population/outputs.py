@@ -5,19 +5,23 @@
   writer thread that TensorBoard's ``SummaryWriter`` starts for every file.
 * Its checkpoints in the single-run format: the task's ``network.*`` weights, the optimizer's
   and the learning-rate scheduler's states as ``torch.optim`` holds them for one network, the
-  Lightning loops and the hyperparameters, so that ``test --ckpt_path best`` evaluates it and
-  ``fit --ckpt_path`` continues it alone.
+  Lightning loops and the hyperparameters, the data's state, and the state of the run's own
+  callbacks (its checkpoint callback's best and last files, its random state), so that
+  ``test --ckpt_path best`` evaluates it and ``fit --ckpt_path`` continues it alone, in its
+  own run directory.
 """
 
 import os
 import socket
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
 import torch
+from lightning.pytorch.callbacks import ModelCheckpoint
 from tensorboard.compat.proto.event_pb2 import Event, SessionLog
 from tensorboard.compat.proto.summary_pb2 import Summary
 from tensorboard.summary.writer.record_writer import RecordWriter
@@ -77,32 +81,99 @@ def hyperparameters(resolved: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def member_checkpoint(
-    trainer: pl.Trainer,
-    weights: dict[str, torch.Tensor],
-    member: int,
-    resolved: Mapping[str, Any],
-) -> dict[str, Any]:
-    """Member ``member``'s checkpoint in the single-run format, at the Trainer's current point:
-    its optimizer's and scheduler's states as they are for that member alone."""
-    schedulers = [config.scheduler.state_dict() for config in trainer.lr_scheduler_configs]
-    return {
-        "epoch": trainer.current_epoch,
-        "global_step": trainer.global_step,
-        "pytorch-lightning_version": pl.__version__,
-        "state_dict": weights,
-        "loops": {
+@dataclass(frozen=True)
+class EpochPoint:
+    """Where training stood at an epoch's end, as a single run's ``last.ckpt`` records it.
+
+    A single run's checkpoint callback saves in ``on_train_epoch_end``, before Lightning counts
+    the epoch as completed; a member's files are written later (after ``fit``, when it is
+    pruned, when the run stops), so the point is taken at the epoch's end and kept.
+    """
+
+    epoch: int
+    global_step: int
+    loops: dict[str, Any]
+
+    @classmethod
+    def of(cls, trainer: pl.Trainer) -> "EpochPoint":
+        """The Trainer's point now (called at an epoch's end)."""
+        loops = {
             "fit_loop": trainer.fit_loop.state_dict(),
             "validate_loop": trainer.validate_loop.state_dict(),
             "test_loop": trainer.test_loop.state_dict(),
             "predict_loop": trainer.predict_loop.state_dict(),
-        },
-        "callbacks": {},
+        }
+        return cls(trainer.current_epoch, trainer.global_step, loops)
+
+    @classmethod
+    def saved(cls, checkpoint: Mapping[str, Any]) -> "EpochPoint":
+        """The point of a checkpoint written at an epoch's end (the population's own)."""
+        return cls(checkpoint["epoch"], checkpoint["global_step"], checkpoint["loops"])
+
+
+@dataclass(frozen=True)
+class BestFile:
+    """A member's best checkpoint: its file, the monitored value there, where it was."""
+
+    path: Path
+    score: float
+    epoch: int
+
+
+def checkpoint_callback_state(
+    callback: ModelCheckpoint, directory: Path, best: BestFile | None, last: Path | None
+) -> dict[str, Any]:
+    """What ``callback`` (the run's, as its config builds it) holds in a single run's checkpoint
+    whose best file is ``best`` and whose last save was ``last`` (``None``: none yet).
+
+    As Lightning's ``ModelCheckpoint`` keeps it with one best file (``save_top_k: 1``, the
+    project's policy): the score it last saved for is the best one.
+    """
+    score = None if best is None else torch.tensor(best.score, dtype=torch.float32)
+    path = "" if best is None else str(best.path)
+    return {
+        "monitor": callback.monitor,
+        "best_model_score": score,
+        "best_model_path": path,
+        "current_score": score,
+        "dirpath": str(directory),
+        "best_k_models": {} if best is None else {path: score},
+        "kth_best_model_path": path,
+        "kth_value": score if score is not None else callback.kth_value,
+        "last_model_path": "" if last is None else str(last),
+    }
+
+
+def member_checkpoint(
+    point: EpochPoint,
+    weights: dict[str, torch.Tensor],
+    trainer: pl.Trainer,
+    member: int,
+    resolved: Mapping[str, Any],
+    callbacks: dict[str, Any],
+    datamodule: Any = None,
+) -> dict[str, Any]:
+    """Member ``member``'s checkpoint in the single-run format, at ``point``: its optimizer's
+    and scheduler's states as they are now for that member alone, the state of the run's
+    callbacks (``callbacks``, by state key) and of its data."""
+    schedulers = [config.scheduler.state_dict() for config in trainer.lr_scheduler_configs]
+    checkpoint = {
+        "epoch": point.epoch,
+        "global_step": point.global_step,
+        "pytorch-lightning_version": pl.__version__,
+        "state_dict": weights,
+        "loops": point.loops,
+        "callbacks": callbacks,
         "optimizer_states": [trainer.optimizers[0].member_state_dict(member)],
         "lr_schedulers": [member_scheduler_state(state, member) for state in schedulers],
-        "hparams_name": "kwargs",
+        # The task saves its hyperparameters without naming them, so Lightning writes None.
+        "hparams_name": None,
         "hyper_parameters": hyperparameters(resolved),
     }
+    state = datamodule.state_dict() if datamodule is not None else None
+    if state:  # as Lightning keeps a datamodule's state: under its class's name, if any
+        checkpoint[type(datamodule).__qualname__] = state
+    return checkpoint
 
 
 def write_text(path: Path, text: str) -> None:

@@ -25,10 +25,19 @@ import torch
 from lightning.pytorch.callbacks import Callback
 
 from experiments import assembly, fastpath, threads
+from experiments.checkpoint import RandomState
 from experiments.interrupt import StopOnSignal
 from experiments.population import grouping, journal
 from experiments.population.model import CLASSIFICATION, REGRESSION, PopulationTask
-from experiments.population.outputs import MemberLog, member_checkpoint, save, write_text
+from experiments.population.outputs import (
+    BestFile,
+    EpochPoint,
+    MemberLog,
+    checkpoint_callback_state,
+    member_checkpoint,
+    save,
+    write_text,
+)
 from experiments.rundir import RunLock
 from experiments.runpath import BEST_PREFIX, RunPath
 from experiments.settings import flat_hparams
@@ -61,6 +70,10 @@ class Member:
     best: float | None = None  # the monitored value at the best epoch, and where that was
     best_epoch: int = 0
     best_step: int = 0
+    best_point: EpochPoint | None = None  # the loops at the best epoch (unknown after a resume)
+    # The random state its single run keeps in its checkpoints: the one left by seeding and
+    # building its network, which training without dropout leaves alone.
+    random_state: dict[str, Any] = field(default_factory=dict)
 
     @property
     def number(self) -> int:
@@ -138,6 +151,10 @@ class Population:
         self.appends = worker.appends  # the journal's appends, held an epoch at a time
         # The sweep's output: lines said during training, while the trial's own are silenced.
         self.out = sys.stdout
+        # The run's checkpoint callbacks as the members' configs build them: their state keys
+        # and settings, for the state the members' checkpoints carry.
+        self.checkpoint_callbacks = list(template.cli.trainer.checkpoint_callbacks)
+        self.point: EpochPoint | None = None  # the newest epoch's end
 
     @property
     def checkpoint(self) -> Path:
@@ -151,7 +168,11 @@ class Population:
     def prepare(self, resume: bool) -> list[torch.nn.Module]:
         """Each member's config, run directory and event file; their networks."""
         self.directory.mkdir(parents=True, exist_ok=True)
-        purge = int(torch.load(self.checkpoint, weights_only=True)["global_step"]) if resume else 0
+        purge = 0
+        if resume:
+            saved = torch.load(self.checkpoint, weights_only=True)
+            purge = int(saved["global_step"])
+            self.point = EpochPoint.saved(saved)  # until the next epoch's end
         pointer = json.dumps({"population": self.directory.name})
         networks = []
         for member in self.members:
@@ -170,6 +191,7 @@ class Population:
                     old.unlink()
             member.log = MemberLog(run.directory, purge if written else None)
             networks.append(grouping.build_network(member.resolved))
+            member.random_state = RandomState().state_dict()
         return networks
 
     def trainer(self) -> pl.Trainer:
@@ -268,6 +290,7 @@ class Population:
     def epoch_end(self, trainer: pl.Trainer, module: PopulationTask) -> None:
         """Write the epoch's scalars, report to the trials, prune, save the checkpoints."""
         epoch, step = trainer.current_epoch, trainer.global_step
+        self.point = EpochPoint.of(trainer)
         values = {
             ("train/loss_epoch" if tag == "train/loss" else tag): value
             for tag, value in module.epoch_values("train").items()
@@ -303,7 +326,7 @@ class Population:
             monitored = values.get(self.monitor)
             if monitored is not None and self.improves(member, monitored[index]):
                 member.best, member.best_epoch = monitored[index], epoch
-                member.best_step = step
+                member.best_step, member.best_point = step, self.point
                 improved[index] = True
             if not stop and score is not None and database.patiently(member.trial.should_prune):
                 pruned.append((index, member))
@@ -336,19 +359,49 @@ class Population:
             return True
         return value < member.best if self.mode == "min" else value > member.best
 
-    def save_best(self, trainer, module: PopulationTask, index: int, member: Member) -> None:
-        """The member's best checkpoint, from its weights at its best epoch (the loops and the
-        optimizer's state are the current ones: a best checkpoint is evaluated, not resumed)."""
+    def best_file(self, member: Member) -> BestFile | None:
         if member.best is None:
-            return
+            return None
         name = f"{BEST_PREFIX}epoch={member.best_epoch}-step={member.best_step}.ckpt"
-        path = member.run.checkpoints / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        checkpoint = member_checkpoint(trainer, module.best_weights(index), index, member.resolved)
+        return BestFile(member.run.checkpoints / name, member.best, member.best_epoch)
+
+    def callback_states(self, member: Member, at_best: bool) -> dict[str, Any]:
+        """The state of the run's own callbacks, by state key, as its single run's checkpoint
+        holds it at its best epoch (``at_best``) or at its newest."""
+        best = self.best_file(member)
+        states = {RandomState().state_key: member.random_state}
+        for callback in self.checkpoint_callbacks:
+            # A single run saves its best file before its last one: the best file of an epoch
+            # before any last save names none.
+            saved_last = not at_best or (
+                best is not None and best.epoch >= max(callback._every_n_epochs, 1)
+            )
+            last = member.run.last if callback.save_last and saved_last else None
+            states[callback.state_key] = checkpoint_callback_state(
+                callback, member.run.checkpoints, best, last
+            )
+        return states
+
+    def save_best(self, trainer, module: PopulationTask, index: int, member: Member) -> None:
+        """The member's best checkpoint, from its weights and loops at its best epoch (the
+        optimizer's state is the current one: a best checkpoint is evaluated, not resumed)."""
+        best = self.best_file(member)
+        if best is None:
+            return
+        best.path.parent.mkdir(parents=True, exist_ok=True)
+        checkpoint = member_checkpoint(
+            member.best_point or self.point or EpochPoint.of(trainer),
+            module.best_weights(index),
+            trainer,
+            index,
+            member.resolved,
+            self.callback_states(member, at_best=True),
+            self.template.cli.datamodule,
+        )
         checkpoint |= {"epoch": member.best_epoch, "global_step": member.best_step}
-        save(checkpoint, path)
+        save(checkpoint, best.path)
         for old in member.run.checkpoints.glob(f"{BEST_PREFIX}*.ckpt"):
-            if old != path:
+            if old != best.path:
                 old.unlink(missing_ok=True)
 
     def save_last(self, trainer, module, index: int, member: Member) -> None:
@@ -356,7 +409,16 @@ class Population:
         save(self.member_state(trainer, module, index, member), member.run.last)
 
     def member_state(self, trainer, module: PopulationTask, index: int, member: Member) -> dict:
-        return member_checkpoint(trainer, module.member_weights(index), index, member.resolved)
+        """The member's ``last.ckpt``: as its single run's, written at its newest epoch's end."""
+        return member_checkpoint(
+            self.point or EpochPoint.of(trainer),
+            module.member_weights(index),
+            trainer,
+            index,
+            member.resolved,
+            self.callback_states(member, at_best=False),
+            self.template.cli.datamodule,
+        )
 
     def test(self, trainer: pl.Trainer, module: PopulationTask, datamodule: Any) -> None:
         """Each member's best checkpoint on the test split (one batched pass), as ``fit``
