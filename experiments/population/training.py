@@ -100,6 +100,11 @@ class EpochEnd(Callback):
         return {
             "trials": [m.number for m in members],
             "best": {str(m.number): [m.best, m.best_epoch, m.best_step] for m in members},
+            # Scores the database was away for: the population's next run reports them.
+            "unreported": {
+                str(number): sorted(values.items())
+                for number, values in self.population.unreported.items()
+            },
         }
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
@@ -108,6 +113,9 @@ class EpochEnd(Callback):
             member.best, member.best_epoch, member.best_step = best.get(
                 str(member.number), [None, 0, 0]
             )
+        self.population.unreported = {
+            int(number): dict(values) for number, values in state_dict.get("unreported", {}).items()
+        }
 
 
 class Population:
@@ -143,6 +151,7 @@ class Population:
         self.epoch: int | None = None  # the last epoch ended
         self.lost: database.StorageAwayError | None = None  # the database, given up
         self.lost_at: int | None = None  # the epoch after which it was
+        self.unreported: dict[int, dict[int, float]] = {}  # trial: epoch: score, not reported
 
     @property
     def checkpoint(self) -> Path:
@@ -271,6 +280,22 @@ class Population:
             self.lost, self.lost_at = away, self.epoch
         self.worker.lost = away
 
+    def report(self, member: Member, value: float, epoch: int) -> None:
+        """Report the member's score of ``epoch`` to its trial, after those that the database's
+        absence kept from it; once the database is given up, keep it for the next run."""
+        held = self.unreported.setdefault(member.number, {})
+        held[epoch] = value
+        if self.lost is not None:
+            return
+        try:
+            for when, score in sorted(held.items()):
+                # Retried while the database is away, as the one-trial worker's report is.
+                database.patiently(functools.partial(member.trial.report, score, when))
+        except database.StorageAwayError as away:
+            self.lose(away)
+            return
+        del self.unreported[member.number]
+
     def prunes(self, member: Member) -> bool:
         """Whether the pruner stops ``member`` now; no once the database is given up."""
         if self.lost is not None:
@@ -302,15 +327,9 @@ class Population:
             # A resumed population repeats the epoch after its checkpoint; Optuna keeps the
             # value reported first.
             warnings.filterwarnings("ignore", message=r".*is already reported.*")
-            try:
-                for index, member in enumerate(self.members):
-                    if score is not None:
-                        # Retried while the database is away, as the one-trial worker's is.
-                        database.patiently(
-                            functools.partial(member.trial.report, score[index], epoch)
-                        )
-            except database.StorageAwayError as away:
-                self.lose(away)
+            for index, member in enumerate(self.members):
+                if score is not None:
+                    self.report(member, score[index], epoch)
         for index, member in enumerate(self.members):
             for point, losses in steps:
                 member.log.scalars(point, {"train/loss_step": losses[index], "epoch": epoch})
