@@ -366,6 +366,26 @@ def populations_held(folder):
     return list((folder / "lightning_logs" / "pop").glob("population_*/last.ckpt"))
 
 
+@pytest.mark.slow(seconds=5)
+def test_one_heartbeat_thread_keeps_a_population_alive_and_drops_those_that_leave(postgres):
+    from experiments.sweep import database
+
+    grace = 2  # seconds; a heartbeat each second
+    storage = optuna.storages.RDBStorage(
+        new_database(postgres, "heartbeats"), heartbeat_interval=1, grace_period=grace
+    )
+    study = optuna.create_study(storage=storage, study_name="beats")
+    ids = [database.ask(study, {})._trial_id for _ in range(3)]
+    for trial_id in ids:  # as the worker's claim records them
+        storage.record_heartbeat(trial_id)
+    with database.Heartbeat(storage, *ids) as heartbeat:
+        heartbeat.drop(ids[1])  # pruned: it has left the population
+        time.sleep(grace + 1.5)
+        assert database.stale_trial_ids(storage, study) == {ids[1]}
+    storage.remove_session()
+    storage.engine.dispose()
+
+
 @pytest.mark.slow(seconds=35)
 def test_populations_on_two_machines_share_one_study_in_postgresql(tmp_path, postgres):
     grace = 3  # seconds; a heartbeat each second (experiments/sweep/database.py)
