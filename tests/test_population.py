@@ -434,7 +434,7 @@ def test_populations_on_two_machines_share_one_study_in_postgresql(tmp_path, pos
         assert sorted(trial.intermediate_values) == [0, 1, 2, 3]
 
 
-@pytest.mark.slow(seconds=30)
+@pytest.mark.slow(seconds=20)
 def test_a_population_stops_when_the_database_stays_away_and_goes_on_after(
     tmp_path, monkeypatch, capsys, postgres_server
 ):
