@@ -8,15 +8,34 @@ import re
 import signal
 import subprocess
 import sys
+import time
 
+import optuna
 import pytest
 import torch
 import yaml
 
 from experiments import threads
 from experiments.sweep.cli import main as sweep_main
-from tests.conftest import QUIET, config, curves, fit_in, subprocess_env, written_by
-from tests.test_sweep import held, start_sweep, states, study_of, wait_for
+from tests.conftest import (
+    QUIET,
+    config,
+    curves,
+    fit_in,
+    new_database,
+    subprocess_env,
+    written_by,
+)
+from tests.test_sweep import (
+    Output,
+    database_away,
+    held,
+    start_sweep,
+    states,
+    study_of,
+    trained_on,
+    wait_for,
+)
 
 LR = "model.init_args.optimizer.init_args.lr"
 MOMENTUM = ["--model.init_args.optimizer.init_args.momentum", "0.9"]
@@ -417,3 +436,125 @@ def test_two_workers_train_a_population_each(tmp_path):
         writers |= {written_by(events) for events in run.glob("events.out.tfevents.*")}
         assert len(curves(run)["val/acc"]) == 4
     assert len(writers) == 2  # each worker trained its own population
+
+
+# PostgreSQL: several machines, and the database away -----------------------------------------
+
+POPULATION_SPACE = {LR: [0.01, 0.003], "seed_everything": [0, 1, 2, 3]}
+
+
+def population_machine(folder, hold, **settings):
+    """A folder standing for a machine's disk, with a population sweep file in it whose
+    populations are held (tests.plugins.Hold) while ``hold`` exists."""
+    folder.mkdir(exist_ok=True)
+    args = [*COMMON[2:], "--data.init_args.num_samples", "200", "--trainer.max_epochs", "4"]
+    return mlp_sweep(folder, args=[*args, *held(hold)], **settings)
+
+
+def populations_held(folder):
+    return list((folder / "lightning_logs" / "pop").glob("population_*/last.ckpt"))
+
+
+@pytest.mark.slow(seconds=5)
+def test_one_heartbeat_thread_keeps_a_population_alive_and_drops_those_that_leave(postgres):
+    from experiments.sweep import database
+
+    grace = 2  # seconds; a heartbeat each second
+    storage = optuna.storages.RDBStorage(
+        new_database(postgres, "heartbeats"), heartbeat_interval=1, grace_period=grace
+    )
+    study = optuna.create_study(storage=storage, study_name="beats")
+    ids = [database.ask(study, {})._trial_id for _ in range(3)]
+    for trial_id in ids:  # as the worker's claim records them
+        storage.record_heartbeat(trial_id)
+    with database.Heartbeat(storage, *ids) as heartbeat:
+        heartbeat.drop(ids[1])  # pruned: it has left the population
+        time.sleep(grace + 1.5)
+        assert database.stale_trial_ids(storage, study) == {ids[1]}
+    storage.remove_session()
+    storage.engine.dispose()
+
+
+@pytest.mark.slow(seconds=35)
+def test_populations_on_two_machines_share_one_study_in_postgresql(tmp_path, postgres):
+    grace = 3  # seconds; a heartbeat each second (experiments/sweep/database.py)
+    url = new_database(postgres, "populations")
+    folders = [tmp_path / "a", tmp_path / "b"]
+    holds = [tmp_path / "hold-a", tmp_path / "hold-b"]
+    sweeps = []
+    for folder, hold in zip(folders, holds, strict=True):
+        hold.touch()
+        path = population_machine(folder, hold, trials=8, space=POPULATION_SPACE)
+        sweeps.append(
+            start_sweep(folder, str(path), "--storage", url, EXPERIMENTS_SWEEP_GRACE=str(grace))
+        )
+    for sweep, folder in zip(sweeps, folders, strict=True):
+        wait_for(lambda f=folder: populations_held(f), sweep, f"a population held in {folder}")
+    a, b = sweeps
+    output = Output(b)
+    holds[1].unlink()  # b finishes its population, then finds a's trials running, and waits
+    wait_for(
+        lambda: sum(" complete: " in line for _, line in output.lines) == 4,
+        b,
+        "b's population complete",
+    )
+    # b looks again and again while a's population lives: one heartbeat thread keeps all four
+    # of its members' heartbeats fresh.
+    time.sleep(2 * grace + 2)
+    holds[0].unlink()
+    out_a, err_a = a.communicate(timeout=300)
+    b.wait(timeout=300)
+    out_b, err_b = output.text(), b.stderr.read()
+    for process, err in ((a, err_a), (b, err_b)):
+        assert process.returncode == 0, err[-3000:]
+        assert "Traceback" not in err, err[-3000:]
+    assert "taken over" not in out_a + out_b
+    assert " as one population" in out_a
+    assert " as one population" in out_b
+    study = optuna.load_study(study_name="pop", storage=url)
+    assert states(study) == {"COMPLETE": 8}
+    for trial in study.get_trials():
+        (folder,) = trained_on(folders, "pop", trial.number)  # trained on one machine only
+        run = folder / "lightning_logs" / "pop" / f"version_{trial.number}"
+        assert len({written_by(events) for events in run.glob("events.out.tfevents.*")}) == 1
+        steps = [s for s, _ in curves(run)["val/acc"]]
+        assert steps == sorted(set(steps)), steps  # each epoch once
+        assert len(steps) == 4
+        assert sorted(trial.intermediate_values) == [0, 1, 2, 3]
+
+
+@pytest.mark.slow(seconds=20)
+def test_a_population_stops_when_the_database_stays_away_and_goes_on_after(
+    tmp_path, monkeypatch, capsys, postgres_server
+):
+    url = new_database(postgres_server.url, "population_away")
+    hold = tmp_path / "hold"
+    hold.touch()
+    path = population_machine(tmp_path, hold)
+    sweep = start_sweep(tmp_path, str(path), "--storage", url, EXPERIMENTS_SWEEP_PATIENCE="2")
+    wait_for(lambda: populations_held(tmp_path), sweep, "the population held")
+    last = database_away(postgres_server, sweep, hold).strip().splitlines()[-1]
+    assert last.endswith(
+        ": trials 0, 1, 2, 3 of population_0 stopped after epoch 1, checkpointed; "
+        "run the same command again once it answers"
+    ), last
+    sweep_dir = tmp_path / "lightning_logs" / "pop"
+    assert torch.load(sweep_dir / "population_0" / "last.ckpt", weights_only=True)["epoch"] == 1
+
+    # The same command, once the database is back, goes on with the population (its trials
+    # taken over once their heartbeats are older than the grace period).
+    monkeypatch.setenv("EXPERIMENTS_SWEEP_GRACE", "2")
+    monkeypatch.chdir(tmp_path)
+    capsys.readouterr()
+    assert sweep_main([str(path), "--storage", url]) == 0
+    out = capsys.readouterr().out
+    assert "population_0 resumed: trials 0, 1, 2, 3 as one population" in out
+    study = optuna.load_study(study_name="pop", storage=url)
+    assert states(study) == {"COMPLETE": 4}
+    for trial in study.get_trials():
+        run = sweep_dir / f"version_{trial.number}"
+        for tag in ("train/loss_epoch", "val/acc", "train/loss_step"):
+            steps = [s for s, _ in curves(run)[tag]]
+            assert steps == sorted(set(steps)), (tag, steps)
+        assert len(curves(run)["val/acc"]) == 4  # every epoch once
+        assert sorted(trial.intermediate_values) == [0, 1, 2, 3]

@@ -489,6 +489,22 @@ def test_machines_started_together_share_a_study_and_keep_its_password(tmp_path,
             assert password.encode() not in path.read_bytes(), path
 
 
+def database_away(server, sweep: subprocess.Popen, hold: Path) -> str:
+    """Stop the database ``server``, let the held ``sweep`` go on, and start the server again
+    once the sweep has given it up (with a patience of 2 s) and ended; the sweep's stderr."""
+    server.stop()
+    try:
+        hold.unlink()
+        _, err = sweep.communicate(timeout=300)
+    finally:
+        server.start()
+    assert sweep.returncode == 1, err[-3000:]
+    assert "Traceback" not in err
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("error: the study's database has not answered for 2 s ("), last
+    return err
+
+
 @pytest.mark.slow(seconds=25)
 def test_a_database_restart_in_the_middle_of_a_sweep_is_ridden_out(
     tmp_path, monkeypatch, postgres_server
@@ -517,19 +533,7 @@ def test_a_database_restart_in_the_middle_of_a_sweep_is_ridden_out(
     path = machine(tmp_path, "away", hold, trials=1)
     sweep = start_sweep(tmp_path, str(path), "--storage", url)
     wait_for_held(sweep, tmp_path, "away")
-    postgres_server.stop()
-    try:
-        hold.unlink()
-        _, err = sweep.communicate(timeout=300)
-    finally:
-        postgres_server.start()
-    assert sweep.returncode == 1, err[-3000:]
-    assert "Traceback" not in err
-    assert (
-        err.strip()
-        .splitlines()[-1]
-        .startswith("error: the study's database has not answered for 2 s (")
-    )
+    err = database_away(postgres_server, sweep, hold)
     assert "trial 0 stopped after epoch 1, checkpointed; run the same command again" in err
     last = tmp_path / "lightning_logs/away/version_0/checkpoints/last.ckpt"
     assert torch.load(last, weights_only=True)["epoch"] == 1

@@ -113,6 +113,11 @@ class EpochEnd(Callback):
         return {
             "trials": [m.number for m in members],
             "best": {str(m.number): [m.best, m.best_epoch, m.best_step] for m in members},
+            # Scores the database was away for: the population's next run reports them.
+            "unreported": {
+                str(number): sorted(values.items())
+                for number, values in self.population.unreported.items()
+            },
         }
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
@@ -121,6 +126,9 @@ class EpochEnd(Callback):
             member.best, member.best_epoch, member.best_step = best.get(
                 str(member.number), [None, 0, 0]
             )
+        self.population.unreported = {
+            int(number): dict(values) for number, values in state_dict.get("unreported", {}).items()
+        }
 
 
 class Population:
@@ -155,6 +163,12 @@ class Population:
         # and settings, for the state the members' checkpoints carry.
         self.checkpoint_callbacks = list(template.cli.trainer.checkpoint_callbacks)
         self.point: EpochPoint | None = None  # the newest epoch's end
+        # One thread records every member's heartbeat; a member that leaves is dropped from it.
+        self.heartbeat = database.Heartbeat(worker.storage, *(m.trial._trial_id for m in members))
+        self.epoch: int | None = None  # the last epoch ended
+        self.lost: database.StorageAwayError | None = None  # the database, given up
+        self.lost_at: int | None = None  # the epoch after which it was
+        self.unreported: dict[int, dict[int, float]] = {}  # trial: epoch: score, not reported
 
     @property
     def checkpoint(self) -> Path:
@@ -246,15 +260,7 @@ class Population:
         remove_fast_path = None
         restore_threads = None
         try:
-            with (
-                contextlib.ExitStack() as beating,
-                quiet_trial(),
-                threads.shared_by(self.worker.sharing),
-            ):
-                for member in self.members:  # each trial's heartbeat, where the storage keeps them
-                    beating.enter_context(
-                        database.Heartbeat(self.worker.storage, member.trial._trial_id)
-                    )
+            with self.heartbeat, quiet_trial(), threads.shared_by(self.worker.sharing):
                 trainer = self.trainer()
                 # The thread policy of a single run, for P networks a step: without it torch's
                 # default (a thread per core) made a population of small networks several times
@@ -271,10 +277,13 @@ class Population:
                 trainer.fit(
                     module, datamodule=datamodule, ckpt_path=self.checkpoint if resume else None
                 )
-                if self.stopped() is None and config.get("test_after_fit", True):
+                ended = self.stopped() is None and self.lost is None
+                if ended and config.get("test_after_fit", True):
                     self.test(trainer, module, datamodule)
         except (KeyboardInterrupt, SystemExit):  # a second Ctrl-C: the epoch is given up
             self.worker.stop = self.worker.stop or signal.SIGINT
+        except database.StorageAwayError as away:
+            self.lose(away)
         except Exception as failure:  # the population failed; the sweep goes on
             error = f"{type(failure).__name__}: {failure}"
         finally:
@@ -287,10 +296,44 @@ class Population:
     def stopped(self) -> int | None:
         return self.worker.stop or self.stop_on_signal.received
 
+    def lose(self, away: database.StorageAwayError) -> None:
+        """Give the database up, as the one-trial worker does: the population stops after its
+        epoch, checkpointed, and no member is told anything (the worker then exits saying so)."""
+        if self.lost is None:
+            self.lost, self.lost_at = away, self.epoch
+        self.worker.lost = away
+
+    def report(self, member: Member, value: float, epoch: int) -> None:
+        """Report the member's score of ``epoch`` to its trial, after those that the database's
+        absence kept from it; once the database is given up, keep it for the next run."""
+        held = self.unreported.setdefault(member.number, {})
+        held[epoch] = value
+        if self.lost is not None:
+            return
+        try:
+            for when, score in sorted(held.items()):
+                # Retried while the database is away, as the one-trial worker's report is.
+                database.patiently(functools.partial(member.trial.report, score, when))
+        except database.StorageAwayError as away:
+            self.lose(away)
+            return
+        del self.unreported[member.number]
+
+    def prunes(self, member: Member) -> bool:
+        """Whether the pruner stops ``member`` now; no once the database is given up."""
+        if self.lost is not None:
+            return False
+        try:
+            return database.patiently(member.trial.should_prune)
+        except database.StorageAwayError as away:
+            self.lose(away)
+            return False
+
     def epoch_end(self, trainer: pl.Trainer, module: PopulationTask) -> None:
         """Write the epoch's scalars, report to the trials, prune, save the checkpoints."""
         epoch, step = trainer.current_epoch, trainer.global_step
         self.point = EpochPoint.of(trainer)
+        self.epoch = epoch
         values = {
             ("train/loss_epoch" if tag == "train/loss" else tag): value
             for tag, value in module.epoch_values("train").items()
@@ -315,8 +358,7 @@ class Population:
             warnings.filterwarnings("ignore", message=r".*is already reported.*")
             for index, member in enumerate(self.members):
                 if score is not None:
-                    # Retried while the database is away, as the one-trial worker's report is.
-                    database.patiently(functools.partial(member.trial.report, score[index], epoch))
+                    self.report(member, score[index], epoch)
         for index, member in enumerate(self.members):
             for point, losses in steps:
                 member.log.scalars(point, {"train/loss_step": losses[index], "epoch": epoch})
@@ -328,7 +370,7 @@ class Population:
                 member.best, member.best_epoch = monitored[index], epoch
                 member.best_step, member.best_point = step, self.point
                 improved[index] = True
-            if not stop and score is not None and database.patiently(member.trial.should_prune):
+            if not stop and score is not None and self.prunes(member):
                 pruned.append((index, member))
             else:
                 keep.append(index)
@@ -336,7 +378,14 @@ class Population:
         for index, member in pruned:
             self.save_best(trainer, module, index, member)
             self.save_last(trainer, module, index, member)
-            self.tell(member, pruned_at=epoch)
+            try:
+                self.tell(member, pruned_at=epoch)
+            except database.StorageAwayError as away:
+                self.lose(away)
+            if self.lost is not None:  # untold, it stays a member, in the checkpoint
+                keep.append(index)
+        keep.sort()
+        pruned = [(index, member) for index, member in pruned if index not in keep]
         if pruned:
             self.members = [self.members[i] for i in keep]
             if keep:
@@ -351,7 +400,7 @@ class Population:
             with partial.open("rb") as written:
                 os.fsync(written.fileno())
             partial.replace(self.checkpoint)
-        if stop:
+        if stop or self.lost is not None:
             trainer.should_stop = True
 
     def improves(self, member: Member, value: float) -> bool:
@@ -438,24 +487,39 @@ class Population:
     def finish(self, trainer: pl.Trainer, module: PopulationTask, error: str | None) -> None:
         """Tell the study of each member still in the population, and let its run go."""
         stopped = self.stopped() is not None and error is None
+        untold = []
         for index, member in enumerate(self.members):
             try:
-                if stopped:
-                    self.worker.let_go(member)
+                if stopped or self.lost is not None:
+                    if self.lost is None:
+                        self.worker.let_go(member)
                     member.log.flush()
                     if trainer is not None and trainer.optimizers:
                         self.save_best(trainer, module, index, member)
-                    self.say(member, "stopped: it goes on when the sweep is run again")
+                    if self.lost is None:
+                        self.say(member, "stopped: it goes on when the sweep is run again")
+                    else:
+                        untold.append(member.number)
                     continue
                 if error is None:
                     if not member.run.last.is_file():
                         self.save_best(trainer, module, index, member)
                         self.save_last(trainer, module, index, member)
                     self.write_hparams(member, trainer.global_step)
-                self.tell(member, error=error)
+                try:
+                    self.tell(member, error=error)
+                except database.StorageAwayError as away:  # the others are not asked it again
+                    self.lose(away)
+                    untold.append(member.number)
             finally:
                 member.lock.release()
         self.members = []
+        if untold:
+            numbers = ", ".join(str(n) for n in untold)
+            at = self.lost_at
+            when = "before its first epoch's end" if at is None else f"after epoch {at}"
+            stopped = f"trials {numbers} of {self.directory.name} stopped {when}, checkpointed"
+            self.worker.lost = database.StorageAwayError(self.lost.error, stopped)
 
     def write_hparams(self, member: Member, step: int) -> None:
         """Fill the member's hyperparameters tab, as a single run's report does: its settings
@@ -474,5 +538,6 @@ class Population:
         trained alone (its lines to the sweep's output, also while training is silenced)."""
         with contextlib.redirect_stdout(self.out):
             self.worker.tell(member, Outcome(pruned_at=pruned_at), error)
+        self.heartbeat.drop(member.trial._trial_id)  # its trial has ended
         if pruned_at is not None:
             member.lock.release()

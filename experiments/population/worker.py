@@ -147,11 +147,7 @@ class PopulationWorker(Worker):
 
     def population_or_alone(self, claims: list[Claim], directory: Any = None) -> None:
         """Train ``claims`` as one population or, where that cannot be, one at a time."""
-        if self.stop is not None:
-            for claim in claims:
-                self.let_go(claim)
-                self.say(claim, "stopped: it goes on when the sweep is run again")
-                claim.lock.release()
+        if self.set_aside(claims):
             return
         if len(claims) == 1 and directory is None:
             self.alone(claims[0])
@@ -187,9 +183,17 @@ class PopulationWorker(Worker):
 
     def alone(self, claim: Claim) -> None:
         """Train one trial as the sequential worker does."""
-        if self.stop is not None:
-            self.let_go(claim)
-            self.say(claim, "stopped: it goes on when the sweep is run again")
+        if not self.set_aside([claim]):
+            Worker.train(self, claim)
+
+    def set_aside(self, claims: list[Claim]) -> bool:
+        """Whether this worker stops before training ``claims`` (asked to, or its database is
+        away); then they are let go untrained."""
+        if self.stop is None and self.lost is None:
+            return False
+        for claim in claims:
+            if self.lost is None:  # with the database away, its heartbeat goes stale instead
+                self.let_go(claim)
+                self.say(claim, "stopped: it goes on when the sweep is run again")
             claim.lock.release()
-            return
-        Worker.train(self, claim)
+        return True

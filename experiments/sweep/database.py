@@ -189,19 +189,22 @@ def ask(study: optuna.Study, distributions: dict) -> optuna.Trial:
 
 
 class Heartbeat:
-    """Records the heartbeat of a trial in the database while the worker trains it.
+    """Records the heartbeats of trials in the database while the worker trains them.
 
     Its own thread rather than Optuna's ``HeartbeatThread``, which ends with a traceback at the
     first error: this one rides out the database's absences, quietly, and the worker's own
-    calls decide when the database has been away too long.
+    calls decide when the database has been away too long. One thread beats for every trial
+    of a population, each in turn (a thread and a connection each would cost a population of
+    64 as many), and a member that leaves the population is dropped from it.
 
     Args:
         storage: The study's storage; without heartbeats, nothing is recorded.
-        trial_id: The trial's id in the storage.
+        *trial_ids: The trials' ids in the storage.
     """
 
-    def __init__(self, storage: BaseStorage, trial_id: int) -> None:
-        self.storage, self.trial_id = storage, trial_id
+    def __init__(self, storage: BaseStorage, *trial_ids: int) -> None:
+        self.storage = storage
+        self.trial_ids = list(trial_ids)
         self.stopping = threading.Event()
         self.thread: threading.Thread | None = None
 
@@ -216,8 +219,19 @@ class Heartbeat:
         if self.thread is not None:
             self.thread.join()
 
+    def drop(self, trial_id: int) -> None:
+        """Record no more heartbeats of ``trial_id`` (its trial has ended)."""
+        # A new list, not one changed in place: the thread reads whichever it last saw whole.
+        self.trial_ids = [t for t in self.trial_ids if t != trial_id]
+
     def beat(self) -> None:
         interval = self.storage.get_heartbeat_interval()  # type: ignore[attr-defined]
         while not self.stopping.wait(interval):
-            with contextlib.suppress(Exception):  # away now; the next beat tries again
-                self.storage.record_heartbeat(self.trial_id)  # type: ignore[attr-defined]
+            for trial_id in self.trial_ids:
+                if self.stopping.is_set():
+                    return
+                try:
+                    self.storage.record_heartbeat(trial_id)  # type: ignore[attr-defined]
+                except Exception as error:
+                    if transient(error):  # away now: the next beat tries every trial again
+                        break
