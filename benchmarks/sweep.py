@@ -14,6 +14,12 @@ P = 1, 8, 64 and 256 trials (one sweep command each): wall time per trial and th
 peak memory; and a trial-step inside the largest population is set against a step of the
 plain loop.
 
+A third table shows pruning inside a population: 2 x 32 trials (learning rates from 1e-5 to
+1e-2, 8 seeds each) as two populations of 32 under the median rule. The first population has
+no finished trial to be judged against (Optuna's median rule compares a trial with finished
+ones); the second is judged against the first after every epoch, its members that fall behind
+leave it, and its epochs get shorter: the members' event files give each epoch's end.
+
 (c) and (d) are run ``--repeat`` times, one after the other in turn, and their medians are
 compared: on a machine that others share, one run of either can be slowed by a second or more.
 
@@ -22,6 +28,7 @@ Run: ``.venv/bin/python -m benchmarks.sweep`` (``--trials 4`` for a short check)
 
 import argparse
 import itertools
+import json
 import statistics
 import subprocess
 import sys
@@ -65,22 +72,50 @@ def peak_mib(command: list[str], cwd: Path) -> tuple[float, float]:
     return float(out[0]), float(out[1])
 
 
-def sweep_file(path: Path, trials: int, space: dict) -> Path:
-    path.write_text(
-        yaml.safe_dump(
-            {
-                "config": str(CONFIG),
-                "metric": "val/acc",
-                "direction": "maximize",
-                "trials": trials,
-                "sampler": "grid",
-                "pruner": "none",
-                "args": ["--trainer.max_epochs", str(EPOCHS), "--figures.enabled", "false"],
-                "space": space,
-            }
-        )
-    )
+def sweep_file(path: Path, trials: int, space: dict, **settings: object) -> Path:
+    """A sweep of ``mlp_classification``, a grid without pruning unless ``settings`` say."""
+    content = {
+        "config": str(CONFIG),
+        "metric": "val/acc",
+        "direction": "maximize",
+        "trials": trials,
+        "sampler": "grid",
+        "pruner": "none",
+        "args": ["--trainer.max_epochs", str(EPOCHS), "--figures.enabled", "false"],
+        "space": space,
+    }
+    path.write_text(yaml.safe_dump(content | settings))
     return path
+
+
+def epoch_ends(sweep_dir: Path, population: str) -> list[tuple[int, int, float]]:
+    """Each epoch of ``population`` (in ``sweep_dir``): its members then, and when it ended."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    ends: dict[int, list[float]] = {}
+    for pointer in sweep_dir.glob("version_*/population.json"):
+        if json.loads(pointer.read_text())["population"] != population:
+            continue
+        events = EventAccumulator(str(pointer.parent), size_guidance={"scalars": 0}).Reload()
+        for epoch, event in enumerate(events.Scalars("val/loss")):
+            ends.setdefault(epoch, []).append(event.wall_time)
+    return [(epoch, len(times), min(times)) for epoch, times in sorted(ends.items())]
+
+
+def pruning_table(place: Path) -> list[tuple[int, int, float]]:
+    """Two populations of 32 under the median rule; the second's epochs: members, seconds."""
+    space = {LR: {"low": 1e-5, "high": 1e-2, "log": True}, SEED: list(range(8))}
+    median = {"median": {"n_startup_trials": 8, "n_warmup_steps": 2}}
+    path = sweep_file(place / "pruned.yaml", 64, space, sampler="random", pruner=median)
+    command = [sys.executable, "-m", "experiments.sweep", str(path), "--population", "32"]
+    subprocess.run(command, cwd=place, check=True, capture_output=True)
+    sweep_dir = place / "lightning_logs" / "pruned"
+    _, second = sorted(sweep_dir.glob("population_*"), key=lambda d: int(d.name[11:]))
+    ends = epoch_ends(sweep_dir, second.name)
+    return [
+        (epoch, members, end - before)
+        for (epoch, members, end), (_, _, before) in zip(ends[1:], ends, strict=False)
+    ]
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -142,6 +177,8 @@ def main(argv: list[str] | None = None) -> None:
             path = sweep_file(place / f"p{size}.yaml", size, grid)
             wall, peak = peak_mib([*sweep, str(path), "--population", str(size)], place)
             table.append((size, wall, peak))
+        (work / "pruning").mkdir()
+        pruning = pruning_table(work / "pruning")
     a, b, c, d = seconds.values()
     print(f"{len(configs)} trials of mlp_classification, {EPOCHS} epochs each, wall time:")
     for way, value in seconds.items():
@@ -163,6 +200,14 @@ def main(argv: list[str] | None = None) -> None:
         f"torch); a trial-step in the population of {size}: {member_step * 1e6:.0f} us "
         f"({member_step / plain_step:.3f} x; target <= 0.1), its outputs and start-up included"
     )
+
+    print("\npruning: the second of two populations of 32 under the median rule")
+    print("  members  epochs   an epoch (median; the epoch that prunes writes the files)")
+    for members in sorted({m for _, m, _ in pruning}, reverse=True):
+        epochs = [(e, t) for e, m, t in pruning if m == members]
+        span = f"{epochs[0][0]}-{epochs[-1][0]}"
+        median = statistics.median(t for _, t in epochs)
+        print(f"  {members:<9}{span:<9}{median * 1e3:5.0f} ms")
 
 
 if __name__ == "__main__":
