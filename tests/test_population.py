@@ -558,3 +558,70 @@ def test_a_population_stops_when_the_database_stays_away_and_goes_on_after(
             assert steps == sorted(set(steps)), (tag, steps)
         assert len(curves(run)["val/acc"]) == 4  # every epoch once
         assert sorted(trial.intermediate_values) == [0, 1, 2, 3]
+
+
+def stacked_and_vmapped(network, inputs):
+    """The outputs of 3 copies of ``network`` with different weights, through the population's
+    batched-product forward and through vmap."""
+    import copy
+
+    from experiments.population.model import PopulationTask
+
+    copies = [copy.deepcopy(network) for _ in range(3)]
+    for seed, member in enumerate(copies):
+        torch.manual_seed(seed)
+        for parameter in member.parameters():
+            parameter.data = torch.randn_like(parameter)
+    task = PopulationTask(copies, "classification", "torch.optim.SGD", [{"lr": 0.1}] * 3).eval()
+    assert task.fast_forward is not None
+    fast = task(inputs)
+    task.fast_forward = None
+    return fast, task(inputs)
+
+
+def test_an_mlp_runs_as_batched_products_with_vmaps_outputs():
+    from torch import nn
+
+    mlp = nn.Sequential(
+        nn.Flatten(), nn.Linear(12, 7), nn.Tanh(), nn.Dropout(0.5), nn.Linear(7, 3, bias=False)
+    )
+    inputs = torch.randn(5, 3, 4)
+    fast, vmapped = stacked_and_vmapped(mlp, inputs)
+    assert fast.shape == vmapped.shape == (3, 5, 3)
+    assert torch.allclose(fast, vmapped, atol=1e-6)
+    # The project's own MLPs qualify (with dropout), as the experiments build them.
+    from models.mlp import MLP
+
+    network = MLP([2, 5], 3, hidden_sizes=[8, 6], activation="gelu", dropout=0.1)
+    fast, vmapped = stacked_and_vmapped(network, torch.randn(4, 2, 5))
+    assert torch.allclose(fast, vmapped, atol=1e-6)
+    # Training, each member draws its own dropout masks: equal weights, other outputs.
+    task_inputs = torch.randn(64, 3, 4)
+    from experiments.population.model import PopulationTask
+
+    same = PopulationTask([mlp, mlp], "classification", "torch.optim.SGD", [{"lr": 0.1}] * 2)
+    assert same.fast_forward is not None
+    outputs = same(task_inputs)
+    assert not torch.equal(outputs[0], outputs[1])
+    same.eval()
+    outputs = same(task_inputs)
+    assert torch.equal(outputs[0], outputs[1])
+
+
+@pytest.mark.parametrize(
+    "build",
+    [
+        lambda nn: nn.Sequential(nn.Linear(4, 4), nn.LayerNorm(4)),  # parameters outside Linear
+        lambda nn: nn.Sequential(nn.Linear(4, 4), nn.Flatten()),  # a reshape after the first
+        lambda nn: nn.Sequential(nn.ReLU(), nn.Linear(4, 4)),  # an activation on the input
+        lambda nn: nn.Linear(4, 4),  # not a Sequential
+    ],
+)
+def test_other_networks_run_through_vmap(build):
+    from torch import nn
+
+    from experiments.population.model import PopulationTask
+
+    task = PopulationTask([build(nn)] * 2, "classification", "torch.optim.SGD", [{"lr": 0.1}] * 2)
+    assert task.fast_forward is None
+    assert task(torch.randn(3, 4)).shape == (2, 3, 4)
