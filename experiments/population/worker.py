@@ -9,14 +9,12 @@ with a checkpoint of its own (trained alone) goes on alone; the rest are grouped
 trains one trial at a time, as the sequential worker trains it, after one line saying why.
 """
 
-from collections import Counter
+import contextlib
 from pathlib import Path
 from typing import Any
 
-from optuna.trial import TrialState
-
 from experiments import threads
-from experiments.errors import UserError, first_line
+from experiments.errors import first_line
 from experiments.population import auto, grouping, journal
 from experiments.population.training import (
     Member,
@@ -25,17 +23,12 @@ from experiments.population.training import (
     saved_members,
     saved_population,
 )
-from experiments.rundir import RunLock
-from experiments.sweep import database
-from experiments.sweep.database import patiently
 from experiments.sweep.worker import (
-    FINISHED,
     QUIET,
     Claim,
     NoTrial,
     Worker,
     quiet_trial,
-    sweep_lock,
 )
 
 
@@ -71,42 +64,13 @@ class PopulationWorker(Worker):
         return auto.choose(flops, parameters, self.target, self.sharing)
 
     def claim(self) -> list[Claim] | NoTrial:  # type: ignore[override]
-        """Up to ``population`` trials to train: left-over ones first, then new ones, taken
-        as :meth:`Worker.claim` takes one (the same locks, holders and heartbeats)."""
-        with sweep_lock(self.sweep_dir), database.claiming(self.storage, self.study):
-            trials = patiently(lambda: self.study.get_trials(deepcopy=False))
-            tracked = database.tracked(self.storage)
-            stale = database.stale_trial_ids(self.storage, self.study) if tracked else set()
-            claims: list[Claim] = []
-            for frozen in trials:
-                if len(claims) < self.population:
-                    claim = self.left_over(frozen, tracked, stale)
-                    if claim is not None:
-                        claims.append(claim)
-            states = Counter(frozen.state for frozen in trials)
-            running = states[TrialState.RUNNING]
-            free = self.target - sum(states[s] for s in FINISHED) - running
-            if not claims and states[TrialState.FAIL] >= self.target:
-                raise UserError(
-                    f"sweep {self.sweep.name}: {states[TrialState.FAIL]} trials failed; "
-                    "stopping (see each one's line above)"
-                )
-            distributions = {key: dim.distribution() for key, dim in self.sweep.space.items()}
-            for _ in range(max(0, min(free, self.population - len(claims)))):
-                trial = patiently(lambda: database.ask(self.study, distributions))
-                run = self.run_dir(trial.number)
-                run.directory.mkdir(parents=True, exist_ok=True)
-                claims.append(
-                    Claim(trial, self.decoded(trial.params), run, RunLock(run.directory), False)
-                )
-            # Each trial marked as this worker's before the claim's lock is let go, in one
-            # append to a journal (an append per trial would wait on the disk each time).
-            with journal.held(self.appends):
-                for claim in claims:
-                    self.hold(claim.trial)
-            if claims:
-                return claims
-            return NoTrial.WAIT if running > 0 else NoTrial.DONE
+        """Up to ``population`` trials to train, taken as :meth:`Worker.claim` takes one."""
+        return self.claim_up_to(self.population)
+
+    def holding(self) -> contextlib.AbstractContextManager:
+        """The claimed trials' marks in one append to a journal (an append per trial would wait
+        on the disk each time)."""
+        return journal.held(self.appends)
 
     def train(self, claims: list[Claim]) -> None:  # type: ignore[override]
         """Train the claimed trials: left-over populations, then groups of new ones."""

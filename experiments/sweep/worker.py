@@ -179,30 +179,49 @@ class Worker:
 
     def claim(self) -> Claim | NoTrial:
         """The next trial to train, or why there is none now."""
+        claims = self.claim_up_to(1)
+        return claims if isinstance(claims, NoTrial) else claims[0]
+
+    def claim_up_to(self, most: int) -> list[Claim] | NoTrial:
+        """Up to ``most`` trials to train, left-over ones first, then new ones; or why there
+        is none now. Each is marked as this worker's before the claim's lock is let go."""
         with sweep_lock(self.sweep_dir), database.claiming(self.storage, self.study):
             trials = patiently(lambda: self.study.get_trials(deepcopy=False))
             tracked = database.tracked(self.storage)
             stale = database.stale_trial_ids(self.storage, self.study) if tracked else set()
+            claims: list[Claim] = []
             for frozen in trials:
+                if len(claims) == most:
+                    break
                 claim = self.left_over(frozen, tracked, stale)
                 if claim is not None:
-                    self.hold(claim.trial)
-                    return claim
+                    claims.append(claim)
             states = Counter(frozen.state for frozen in trials)
             running = states[TrialState.RUNNING]
-            if sum(states[s] for s in FINISHED) + running >= self.target:
+            free = self.target - sum(states[s] for s in FINISHED) - running
+            if not claims and free <= 0:
                 return NoTrial.WAIT if running > 0 else NoTrial.DONE
-            if states[TrialState.FAIL] >= self.target:
+            if not claims and states[TrialState.FAIL] >= self.target:
                 raise UserError(
                     f"sweep {self.sweep.name}: {states[TrialState.FAIL]} trials failed; "
                     "stopping (see each one's line above)"
                 )
             distributions = {key: dim.distribution() for key, dim in self.sweep.space.items()}
-            trial = patiently(lambda: database.ask(self.study, distributions))
-            self.hold(trial)
-            run = self.run_dir(trial.number)
-            run.directory.mkdir(parents=True, exist_ok=True)
-            return Claim(trial, self.decoded(trial.params), run, RunLock(run.directory), False)
+            for _ in range(max(0, min(free, most - len(claims)))):
+                trial = patiently(lambda: database.ask(self.study, distributions))
+                run = self.run_dir(trial.number)
+                run.directory.mkdir(parents=True, exist_ok=True)
+                claims.append(
+                    Claim(trial, self.decoded(trial.params), run, RunLock(run.directory), False)
+                )
+            with self.holding():
+                for claim in claims:
+                    self.hold(claim.trial)
+            return claims
+
+    def holding(self) -> contextlib.AbstractContextManager:
+        """Where the marks of several claimed trials are written together (nothing here)."""
+        return contextlib.nullcontext()
 
     def left_over(self, frozen: FrozenTrial, tracked: bool, stale: set[int]) -> Claim | None:
         """``frozen`` taken over if it is a running trial whose worker is gone, else ``None``.
