@@ -19,6 +19,7 @@ from torch import nn
 
 from experiments.population.optim import PopulationOptimizer, build_scheduler, keep_scheduler
 from experiments.population.stacked import stacked_forward
+from models.tasks import Task
 
 CLASSIFICATION = "classification"
 REGRESSION = "regression"
@@ -173,30 +174,20 @@ class PopulationTask(LightningModule):
     def reset(self, stage: str) -> None:
         self.tallies[stage] = Tally()
 
-    def take_target_scale(self) -> None:
-        """The data's target scale, on the device (after a checkpoint restored the data)."""
-        found = getattr(self.trainer.datamodule, "target_scale", None)
-        self.target_scale = None if found is None else tuple(t.to(self.device) for t in found)
-
-    def on_fit_start(self) -> None:
-        self.take_target_scale()
-
-    def on_validation_start(self) -> None:
-        self.take_target_scale()
-
-    def on_test_start(self) -> None:
-        self.take_target_scale()
+    # The single run's own handling of scaled targets (models.Task): the data's scale taken
+    # when fit, validation or test starts, the loss on scaled targets, the metrics unscaled.
+    take_target_scale = Task.take_target_scale
+    on_fit_start = Task.on_fit_start
+    on_validation_start = Task.on_validation_start
+    on_test_start = Task.on_test_start
+    scaled = Task.scaled
+    unscaled = Task.unscaled
 
     def step_of(self, stage: str, batch: Any) -> torch.Tensor:
         x, y = batch
         outputs = self(x)
-        if self.target_scale is None:
-            losses = self.losses(outputs, y)
-            self.tally(stage, outputs.detach(), y, losses.detach())
-            return losses
-        mean, std = self.target_scale
-        losses = self.losses(outputs, (y - mean) / std)
-        self.tally(stage, outputs.detach() * std + mean, y, losses.detach())
+        losses = self.losses(outputs, self.scaled(y))
+        self.tally(stage, self.unscaled(outputs.detach()), y, losses.detach())
         return losses
 
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:

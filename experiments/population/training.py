@@ -438,15 +438,7 @@ class Population:
         if best is None:
             return
         best.path.parent.mkdir(parents=True, exist_ok=True)
-        checkpoint = member_checkpoint(
-            member.best_point or self.point or EpochPoint.of(trainer),
-            module.best_weights(index),
-            trainer,
-            index,
-            member.resolved,
-            self.callback_states(member, at_best=True),
-            self.template.cli.datamodule,
-        )
+        checkpoint = self.member_state(trainer, module, index, member, at_best=True)
         checkpoint |= {"epoch": member.best_epoch, "global_step": member.best_step}
         save(checkpoint, best.path)
         for old in member.run.checkpoints.glob(f"{BEST_PREFIX}*.ckpt"):
@@ -457,16 +449,17 @@ class Population:
         member.run.checkpoints.mkdir(parents=True, exist_ok=True)
         save(self.member_state(trainer, module, index, member), member.run.last)
 
-    def member_state(self, trainer, module: PopulationTask, index: int, member: Member) -> dict:
-        """The member's ``last.ckpt``: as its single run's, written at its newest epoch's end."""
+    def member_state(
+        self, trainer, module: PopulationTask, index: int, member: Member, at_best: bool = False
+    ) -> dict:
+        """The member's checkpoint as its single run's: its ``last.ckpt``, at its newest
+        epoch's end, or (``at_best``) its weights and loops at its best epoch."""
+        point = (member.best_point if at_best else None) or self.point or EpochPoint.of(trainer)
+        weights = module.best_weights(index) if at_best else module.member_weights(index)
+        callbacks = self.callback_states(member, at_best=at_best)
+        datamodule = self.template.cli.datamodule
         return member_checkpoint(
-            self.point or EpochPoint.of(trainer),
-            module.member_weights(index),
-            trainer,
-            index,
-            member.resolved,
-            self.callback_states(member, at_best=False),
-            self.template.cli.datamodule,
+            point, weights, trainer, index, member.resolved, callbacks, datamodule
         )
 
     def test(self, trainer: pl.Trainer, module: PopulationTask, datamodule: Any) -> None:
