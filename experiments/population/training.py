@@ -155,6 +155,8 @@ class Population:
         checkpoint = template.resolved.get("checkpoint") or {}
         self.monitor = checkpoint.get("monitor") or "val/loss"
         self.mode = checkpoint.get("mode") or "min"
+        # How often the run's checkpoint callback saves (Lightning keeps it private).
+        self.checkpoint_every = max(checkpoint.get("every_n_epochs") or 1, 1)
         self.stop_on_signal = StopOnSignal(pass_on=worker.signal_handler)
         self.appends = worker.appends  # the journal's appends, held an epoch at a time
         # The sweep's output: lines said during training, while the trial's own are silenced.
@@ -423,7 +425,7 @@ class Population:
             # A single run saves its best file before its last one: the best file of an epoch
             # before any last save names none.
             saved_last = not at_best or (
-                best is not None and best.epoch >= max(callback._every_n_epochs, 1)
+                best is not None and best.epoch >= self.checkpoint_every
             )
             last = member.run.last if callback.save_last and saved_last else None
             states[callback.state_key] = checkpoint_callback_state(
