@@ -424,9 +424,7 @@ class Population:
         for callback in self.checkpoint_callbacks:
             # A single run saves its best file before its last one: the best file of an epoch
             # before any last save names none.
-            saved_last = not at_best or (
-                best is not None and best.epoch >= self.checkpoint_every
-            )
+            saved_last = not at_best or (best is not None and best.epoch >= self.checkpoint_every)
             last = member.run.last if callback.save_last and saved_last else None
             states[callback.state_key] = checkpoint_callback_state(
                 callback, member.run.checkpoints, best, last
