@@ -332,6 +332,8 @@ BEHAVIOUR = {
     # torch's: torch._C._disabled_torch_function_impl, the idiom torch's documentation gives for
     # a tensor subclass whose operations return plain tensors.
     "experiments/population/optim.py": {"_C"},
+    # torch's: a module's hooks are listed nowhere else; a hooked module must not be bypassed.
+    "experiments/population/stacked.py": {"_forward_hooks", "_forward_pre_hooks"},
     "experiments/checkpoint.py": {
         "_should_save_on_train_epoch_end",
         "_should_skip_saving_checkpoint",

@@ -1,7 +1,8 @@
 """The batched model: ``P`` copies of a network trained as one LightningModule.
 
 The members' parameters are stacked (``torch.func.stack_module_state``), dim 0 indexing the
-member, and the network runs once for all of them: ``torch.func.vmap`` over
+member, and the network runs once for all of them: as batched matrix products where it is an
+MLP (:mod:`experiments.population.stacked`), else ``torch.func.vmap`` over
 ``torch.func.functional_call`` of one copy of the network on the meta device. Each member's
 loss is the mean over the batch, as its single run's; the sum of the members' losses is
 what is differentiated, so each member's gradient is its own. The metrics are the task's

@@ -9,7 +9,8 @@ member's arithmetic is its single run's ``F.linear``; the products may add in an
 
 A network qualifies when it is an ``nn.Sequential`` (its own ``forward``) whose children are,
 in order: any input-only modules (``Flatten``, ``Identity``) before the first linear layer,
-then ``nn.Linear`` layers and element-wise modules (:data:`ELEMENTWISE`). Dropout drops each
+then ``nn.Linear`` layers and element-wise modules (:data:`ELEMENTWISE`), each of these exact
+classes, none of them twice, none with hooks or parametrisations. Dropout drops each
 element on its own, so each member draws its own masks, as under ``vmap(randomness=
 "different")``. Anything else runs through ``vmap``.
 """
@@ -18,6 +19,7 @@ from collections.abc import Callable, Sequence
 
 import torch
 from torch import nn
+from torch.nn.utils import parametrize
 
 #: Modules that act on each element alone and hold no parameters: they run unchanged on the
 #: members' stacked activations.
@@ -36,6 +38,15 @@ ELEMENTWISE: tuple[type[nn.Module], ...] = (
 #: Modules that may reshape the shared input before the first linear layer.
 INPUT_ONLY: tuple[type[nn.Module], ...] = (nn.Flatten, nn.Identity)
 
+
+def hooked(module: nn.Module) -> bool:
+    """Whether ``module`` has forward hooks or parametrisations, which its own call applies
+    and the batched products would not. (torch lists a module's hooks only in private
+    attributes; ``register_forward_hook`` is the public way to add them.)"""
+    hooks = (module._forward_hooks, module._forward_pre_hooks)
+    return any(hooks) or parametrize.is_parametrized(module)
+
+
 Forward = Callable[[Sequence[torch.Tensor], torch.Tensor, bool], torch.Tensor | None]
 
 
@@ -49,16 +60,24 @@ def stacked_forward(network: nn.Module, names: Sequence[str]) -> Forward | None:
     """
     if not isinstance(network, nn.Sequential) or type(network).forward is not nn.Sequential.forward:
         return None
+    modules = list(network)  # every entry, as Sequential.forward runs them
+    if len({id(module) for module in modules}) != len(modules) or any(
+        hooked(module) for module in (network, *modules)
+    ):
+        return None  # a module run twice (named once), or one whose hooks change its call
     index = {name: number for number, name in enumerate(names)}
     steps: list[tuple[str, nn.Module, int, int | None]] = []  # kind, module, weight, bias
     used = 0  # parameters the linear layers hold: the network may hold no others
+    linear = False  # a linear layer seen: the activations have a member dim
     for name, module in network.named_children():
-        linear = any(kind == "linear" for kind, *_ in steps)
         if type(module) is nn.Linear:
-            bias = index.get(f"{name}.bias")
-            steps.append(("linear", module, index[f"{name}.weight"], bias))
+            weight, bias = index.get(f"{name}.weight"), index.get(f"{name}.bias")
+            if weight is None:  # reparametrised (weight norm, pruning): not a plain weight
+                return None
+            steps.append(("linear", module, weight, bias))
             used += 1 + (bias is not None)
-        elif not linear and isinstance(module, INPUT_ONLY):
+            linear = True
+        elif not linear and type(module) in INPUT_ONLY:
             steps.append(("input", module, -1, None))
         elif linear and type(module) in ELEMENTWISE:
             steps.append(("elementwise", module, -1, None))

@@ -368,7 +368,9 @@ class Population:
             member.log.scalars(step - 1, scalars | {"epoch": epoch})
             member.log.flush()
             monitored = values.get(self.monitor)
-            if monitored is not None and self.improves(member, monitored[index]):
+            # Judged where the run's checkpoint callback saves: every checkpoint_every epochs.
+            saves = (epoch + 1) % self.checkpoint_every == 0
+            if monitored is not None and saves and self.improves(member, monitored[index]):
                 member.best, member.best_epoch = monitored[index], epoch
                 member.best_step, member.best_point = step, self.point
                 improved[index] = True
@@ -378,12 +380,13 @@ class Population:
                 keep.append(index)
         module.remember(improved)
         for index, member in pruned:
-            self.save_best(trainer, module, index, member)
-            self.save_last(trainer, module, index, member)
-            try:
-                self.tell(member, pruned_at=epoch)
-            except database.StorageAwayError as away:
-                self.lose(away)
+            if self.lost is None:  # once the database is given up, none is told (or waited on)
+                self.save_best(trainer, module, index, member)
+                self.save_last(trainer, module, index, member)
+                try:
+                    self.tell(member, pruned_at=epoch)
+                except database.StorageAwayError as away:
+                    self.lose(away)
             if self.lost is not None:  # untold, it stays a member, in the checkpoint
                 keep.append(index)
         keep.sort()
@@ -421,10 +424,10 @@ class Population:
         holds it at its best epoch (``at_best``) or at its newest."""
         best = self.best_file(member)
         states = {RandomState().state_key: member.random_state}
+        # A single run saves its best file before its last one: the best file of its first
+        # save names no last file.
+        saved_last = not at_best or (best is not None and best.epoch >= self.checkpoint_every)
         for callback in self.checkpoint_callbacks:
-            # A single run saves its best file before its last one: the best file of an epoch
-            # before any last save names none.
-            saved_last = not at_best or (best is not None and best.epoch >= self.checkpoint_every)
             last = member.run.last if callback.save_last and saved_last else None
             states[callback.state_key] = checkpoint_callback_state(
                 callback, member.run.checkpoints, best, last
@@ -511,8 +514,8 @@ class Population:
             numbers = ", ".join(str(n) for n in untold)
             at = self.lost_at
             when = "before its first epoch's end" if at is None else f"after epoch {at}"
-            stopped = f"trials {numbers} of {self.directory.name} stopped {when}, checkpointed"
-            self.worker.lost = database.StorageAwayError(self.lost.error, stopped)
+            message = f"trials {numbers} of {self.directory.name} stopped {when}, checkpointed"
+            self.worker.lost = database.StorageAwayError(self.lost.error, message)
 
     def write_hparams(self, member: Member, step: int) -> None:
         """Fill the member's hyperparameters tab, as a single run's report does: its settings

@@ -95,8 +95,13 @@ class PopulationWorker(Worker):
         held = {claim.trial.number: claim for claim in group}
         if set(order) != set(held):
             # Some of its trials are elsewhere (finished, or held by another worker): these
-            # go on alone, from the start.
-            fresh.extend(group)
+            # go on alone, from their own last checkpoint where they left the population with
+            # one (its training ended, its end not told), else from the start.
+            for claim in group:
+                if claim.run.last.is_file():
+                    self.alone(claim)
+                else:
+                    fresh.append(claim)
             return
         claims = [held[number] for number in order]
         self.population_or_alone(claims, Path(checkpoint).parent)

@@ -226,7 +226,7 @@ class Heartbeat:
 
     def beat(self) -> None:
         interval = self.storage.get_heartbeat_interval()  # type: ignore[attr-defined]
-        while not self.stopping.wait(interval):
+        while True:  # at once, then every interval
             for trial_id in self.trial_ids:
                 if self.stopping.is_set():
                     return
@@ -235,3 +235,7 @@ class Heartbeat:
                 except Exception as error:
                     if transient(error):  # away now: the next beat tries every trial again
                         break
+                    # Anything else (a trial the database no longer has) is that trial's
+                    # alone: the others are beaten on, and the worker's own calls say it.
+            if self.stopping.wait(interval):
+                return
