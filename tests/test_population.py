@@ -385,6 +385,23 @@ def test_a_population_stopped_midway_goes_on_when_the_command_runs_again(
         assert epochs_of(run, "train/lr") == pytest.approx(expected, rel=1e-6)
 
 
+@pytest.mark.slow(seconds=10)
+def test_a_members_best_checkpoint_is_of_an_epoch_its_single_run_saves_at(tmp_path, monkeypatch):
+    # Saving every second epoch, a single run's best file can only be of epochs 1 and 3 of 5;
+    # a falling val/loss makes the unsaved epoch 4 the best of all.
+    args = [*COMMON[2:4], "--checkpoint.every_n_epochs", "2", *COMMON[6:]]
+    args += ["--data.init_args.num_samples", "200", "--trainer.max_epochs", "5"]
+    path = mlp_sweep(tmp_path, trials=2, args=args, space={LR: [0.01, 0.003]})
+    monkeypatch.chdir(tmp_path)
+    assert sweep_main([str(path)]) == 0
+    for number in (0, 1):
+        checkpoints = tmp_path / "lightning_logs" / "pop" / f"version_{number}" / "checkpoints"
+        (best,) = checkpoints.glob("best-*.ckpt")
+        epoch = int(re.search(r"epoch=(\d+)", best.name).group(1))
+        assert epoch in (1, 3), best.name
+        assert torch.load(best, weights_only=True)["epoch"] == epoch
+
+
 @pytest.mark.slow(seconds=15)
 def test_by_default_a_sweep_is_vectorized_and_best_yaml_reproduces_its_best_member(
     tmp_path, monkeypatch, capsys
