@@ -1,6 +1,7 @@
 """Errors that are the user's to fix: reported as one line, without a traceback."""
 
 import os
+import signal
 import sys
 
 USAGE = 2  # as the argument parser exits for a malformed command line
@@ -28,3 +29,11 @@ def exit_status(error: UserError) -> int:
         raise error
     print(f"error: {error}", file=sys.stderr, flush=True)
     return error.exit_code
+
+
+def reader_gone() -> int:
+    """The exit status of a command whose reader went away (``| head``): it ends quietly, as a
+    shell tool does. Python would report the broken pipe again when it flushes stdout at exit,
+    so stdout is pointed at /dev/null."""
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return 128 + signal.SIGPIPE

@@ -57,6 +57,7 @@ def choose(config: Namespace, subcommand: str, argv: Sequence[str]) -> Choice:
             resolved = resume.resolve(str(found), subcommand, root, named.experiment)
             return Choice(found=resolved, argv=[*argv, *where, "--ckpt_path", str(found)])
         if subcommand == "fit":
+            stopped_in_population(named)
             return Choice(version=named.version, argv=[*argv, *where])
         raise UserError(f"{named}: the run has no checkpoint to {subcommand}")
     if ckpt_path is None:
@@ -69,6 +70,21 @@ def choose(config: Namespace, subcommand: str, argv: Sequence[str]) -> Choice:
         argv = with_config(argv, subcommand, run.config)
         return Choice(found=found, argv=argv, own_trainer=subcommand != "fit")
     return Choice(found=found)
+
+
+def stopped_in_population(run: RunPath) -> None:
+    """Refuse to train again a sweep's trial that was stopped inside its population: its
+    training state is in the population's checkpoint, not in the run (which has no
+    ``last.ckpt`` of its own until it leaves the population)."""
+    from experiments.population.training import saved_members, saved_population
+
+    checkpoint = saved_population(run)
+    if checkpoint is not None and run.version in saved_members(checkpoint):
+        raise UserError(
+            f"{run} was stopped while it trained in {checkpoint.parent.name}, whose checkpoint "
+            f"{checkpoint} holds its training: run its sweep again to go on with it (fit "
+            "continues it once it has finished there)"
+        )
 
 
 def with_run_model_and_data(given: Namespace, runs: Namespace, subcommand: str) -> Namespace:

@@ -13,8 +13,6 @@ between the listed runs of one experiment: a GRU run and an LSTM run of ``recurr
 import argparse
 import ast
 import logging
-import os
-import signal
 import sys
 import time
 from collections.abc import Sequence
@@ -24,7 +22,7 @@ from typing import Any
 
 import yaml
 
-from experiments.errors import UserError, exit_status
+from experiments.errors import UserError, exit_status, reader_gone
 from experiments.runpath import RunPath, all_runs
 from experiments.settings import HParam, flat_settings
 from experiments.tables import table
@@ -280,10 +278,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         print(text or f"No runs under {root}.", flush=True)
     except BrokenPipeError:
-        # The reader went away (`| head`): as a shell tool ends, quietly. Python would otherwise
-        # report the pipe again when it flushes stdout at exit, so stdout is pointed elsewhere.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 128 + signal.SIGPIPE
+        return reader_gone()
     return 0
 
 

@@ -369,7 +369,16 @@ def test_a_population_stopped_midway_goes_on_when_the_command_runs_again(
     (tmp_path / "hold").unlink()
     assert states(study_of(tmp_path, "pop")) == {"RUNNING": 4}
     monkeypatch.chdir(tmp_path)
+    # Its training is in the population's checkpoint: fit on a member's config must not
+    # train it again from the start, in its run.
+    from experiments.cli import main as cli_main
+
     capsys.readouterr()
+    with pytest.raises(SystemExit) as refused:
+        cli_main(["fit", "--config", str(sweep_dir / "version_1" / "config.yaml"), *QUIET])
+    assert refused.value.code == 2
+    assert "was stopped while it trained in population_0" in capsys.readouterr().err
+    assert not list((sweep_dir / "version_1" / "checkpoints").glob("last*.ckpt"))
     assert sweep_main([str(path)]) == 0
     out = capsys.readouterr().out
     assert "population_0 resumed: trials 0, 1, 2, 3 as one population" in out
@@ -410,6 +419,7 @@ def test_by_default_a_sweep_is_vectorized_and_best_yaml_reproduces_its_best_memb
     monkeypatch.chdir(tmp_path)
     assert sweep_main([str(path)]) == 0
     out = capsys.readouterr().out
+    assert "population auto: up to 4 trials at once" in out  # the sweep's 4 trials
     assert "population_0 started: trials 0, 1, 2, 3 as one population" in out
     study = study_of(tmp_path, "pop")
     sweep_dir = tmp_path / "lightning_logs" / "pop"
@@ -684,3 +694,30 @@ def test_other_networks_run_through_vmap(build):
     task = PopulationTask([build(nn)] * 2, "classification", "torch.optim.SGD", [{"lr": 0.1}] * 2)
     assert task.fast_forward is None
     assert task(torch.randn(3, 4)).shape == (2, 3, 4)
+
+
+@pytest.mark.slow(seconds=20)
+def test_a_reader_that_goes_away_stops_the_sweep_quietly_and_it_goes_on(tmp_path):
+    # `python -m experiments.sweep SWEEP | head -1`: the pipe closes; the sweep ends as a shell
+    # tool does (128 + SIGPIPE, no traceback), its trials left to the next run.
+    path = mlp_sweep(tmp_path)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "experiments.sweep", str(path)],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=subprocess_env(),
+    )
+    process.stdout.close()  # the reader is gone before the sweep's first line
+    err = process.stderr.read().decode()
+    assert process.wait(timeout=180) == 128 + signal.SIGPIPE, err
+    assert "Traceback" not in err
+    again = subprocess.run(
+        [sys.executable, "-m", "experiments.sweep", str(path)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env=subprocess_env(),
+    )
+    assert again.returncode == 0, again.stderr
+    assert states(study_of(tmp_path, "pop")) == {"COMPLETE": 4}

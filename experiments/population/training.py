@@ -286,6 +286,8 @@ class Population:
             self.worker.stop = self.worker.stop or signal.SIGINT
         except database.StorageAwayError as away:
             self.lose(away)
+        except BrokenPipeError:  # the sweep's reader went away: no failure of the trials'
+            raise
         except Exception as failure:  # the population failed; the sweep goes on
             error = f"{type(failure).__name__}: {failure}"
         finally:
@@ -405,7 +407,8 @@ class Population:
             with partial.open("rb") as written:
                 os.fsync(written.fileno())
             partial.replace(self.checkpoint)
-        if stop or self.lost is not None:
+        # Also a signal that came during this epoch's end: it said it stops after this epoch.
+        if stop or self.stopped() is not None or self.lost is not None:
             trainer.should_stop = True
 
     def improves(self, member: Member, value: float) -> bool:

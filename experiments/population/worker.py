@@ -61,7 +61,9 @@ class PopulationWorker(Worker):
             return 1
         flops = threads.work_of(base.cli.model, base.cli.datamodule)
         parameters = sum(p.numel() for p in base.cli.model.parameters())
-        return auto.choose(flops, parameters, self.target, self.sharing)
+        size = auto.choose(flops, parameters, self.target, self.sharing)
+        print(f"population auto: up to {size} trials at once", flush=True)
+        return size
 
     def claim(self) -> list[Claim] | NoTrial:  # type: ignore[override]
         """Up to ``population`` trials to train, taken as :meth:`Worker.claim` takes one."""

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
 
-from experiments.errors import UserError, exit_status
+from experiments.errors import UserError, exit_status, reader_gone
 from experiments.runpath import log_root
 
 USAGE = "python -m experiments.sweep"
@@ -190,6 +190,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exit_status(error)
     except KeyboardInterrupt:  # Ctrl-C before the workers' own handlers were set: nothing ran
         return 128 + signal.SIGINT
+    except BrokenPipeError:  # `| head`: the trials being trained stop, as after a crash
+        return reader_gone()
     except Exception as error:
         if not from_the_database(error):
             raise
