@@ -697,7 +697,7 @@ def test_other_networks_run_through_vmap(build):
 
 
 @pytest.mark.slow(seconds=20)
-def test_a_reader_that_goes_away_stops_the_sweep_quietly_and_it_goes_on(tmp_path):
+def test_a_reader_that_goes_away_stops_the_sweep_quietly_and_it_goes_on(tmp_path, monkeypatch):
     # `python -m experiments.sweep SWEEP | head -1`: the pipe closes; the sweep ends as a shell
     # tool does (128 + SIGPIPE, no traceback), its trials left to the next run.
     path = mlp_sweep(tmp_path)
@@ -712,12 +712,6 @@ def test_a_reader_that_goes_away_stops_the_sweep_quietly_and_it_goes_on(tmp_path
     err = process.stderr.read().decode()
     assert process.wait(timeout=180) == 128 + signal.SIGPIPE, err
     assert "Traceback" not in err
-    again = subprocess.run(
-        [sys.executable, "-m", "experiments.sweep", str(path)],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        env=subprocess_env(),
-    )
-    assert again.returncode == 0, again.stderr
+    monkeypatch.chdir(tmp_path)
+    assert sweep_main([str(path)]) == 0
     assert states(study_of(tmp_path, "pop")) == {"COMPLETE": 4}
