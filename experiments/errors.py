@@ -1,8 +1,10 @@
 """Errors that are the user's to fix: reported as one line, without a traceback."""
 
+import argparse
 import os
 import signal
 import sys
+from typing import NoReturn
 
 USAGE = 2  # as the argument parser exits for a malformed command line
 TRACEBACK = "EXPERIMENTS_TRACEBACK"  # set, a command shows the traceback instead of one line
@@ -14,6 +16,14 @@ class UserError(Exception):
     def __init__(self, message: str, exit_code: int = USAGE) -> None:
         super().__init__(message)
         self.exit_code = exit_code
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """An ``argparse`` parser whose mistakes are reported as one line, as every other error of
+    the commands (argparse prints its usage block first; ``--help`` still shows it)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(USAGE, f"error: {message} (see --help)\n")
 
 
 def first_line(error: BaseException) -> str:

@@ -10,7 +10,6 @@ between the listed runs of one experiment: a GRU run and an LSTM run of ``recurr
 ``config.yaml`` holds it whole.
 """
 
-import argparse
 import ast
 import logging
 import sys
@@ -22,7 +21,7 @@ from typing import Any
 
 import yaml
 
-from experiments.errors import UserError, exit_status, reader_gone
+from experiments.errors import OneLineParser, UserError, exit_status, reader_gone
 from experiments.runpath import RunPath, all_runs
 from experiments.settings import HParam, flat_settings
 from experiments.tables import table
@@ -264,7 +263,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # TensorBoard warns of "out of order" steps in every resumed run: there, the resumed run's
     # event file hides what the interrupted one logged past its checkpoint, on purpose.
     logging.getLogger("tensorboard").setLevel(logging.ERROR)
-    parser = argparse.ArgumentParser(prog="python -m experiments.runs", description=__doc__)
+    parser = OneLineParser(prog="python -m experiments.runs", description=__doc__)
     parser.add_argument("--root", default="lightning_logs", help="the log directory to list")
     parser.add_argument("experiments", nargs="*", help="only these experiments")
     args = parser.parse_args(argv)

@@ -9,6 +9,7 @@ from optuna.trial import TrialState, create_trial
 
 from experiments.errors import UserError
 from experiments.sweep import spec, study
+from experiments.sweep.cli import main as sweep_main
 from tests.conftest import config
 
 
@@ -91,3 +92,17 @@ def test_a_bad_pruner_is_named_in_one_line(tmp_path, pruner, message):
         sweep_with(tmp_path, pruner)
     assert "\n" not in str(refused.value)
     assert str(refused.value).startswith(f"{tmp_path / 'quick.yaml'}: ")
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--workers", "0"], "error: --workers must be at least 1, got 0 (see --help)"),
+        (["--trials", "abc"], "error: argument --trials: invalid int value: 'abc' (see --help)"),
+    ],
+)
+def test_a_bad_command_line_is_one_line(tmp_path, capsys, args, message):
+    with pytest.raises(SystemExit) as refused:
+        sweep_main([str(tmp_path / "sweep.yaml"), *args])
+    assert refused.value.code == 2
+    assert capsys.readouterr().err.splitlines() == [message]

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
 
-from experiments.errors import UserError, exit_status, reader_gone
+from experiments.errors import OneLineParser, UserError, exit_status, reader_gone
 from experiments.runpath import log_root
 
 USAGE = "python -m experiments.sweep"
@@ -27,7 +27,7 @@ STORAGE = "EXPERIMENTS_STORAGE"
 
 
 def arguments(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog=USAGE,
         description="Run a hyperparameter sweep: trials are ordinary runs of the experiment, "
         "in lightning_logs/<sweep>/version_<trial>/, the study beside them.",
