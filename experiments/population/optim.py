@@ -124,9 +124,14 @@ def unsupported(class_path: str, init_args: Mapping[str, Any]) -> str | None:
     return None
 
 
+def _scheduler_class(class_path: str) -> type | None:
+    """A scheduler's class from its path, or from its name in ``torch.optim.lr_scheduler``."""
+    return _resolve(class_path) if "." in class_path else getattr(lr_scheduler, class_path, None)
+
+
 def unsupported_scheduler(class_path: str, init_args: Mapping[str, Any]) -> str | None:
     """Why a population cannot use this learning-rate scheduler, or None when it can."""
-    cls = _resolve(class_path) if "." in class_path else getattr(lr_scheduler, class_path, None)
+    cls = _scheduler_class(class_path)
     if cls is lr_scheduler.ReduceLROnPlateau:
         return "ReduceLROnPlateau watches one metric, not one per member"
     if cls not in SCHEDULERS:
@@ -145,8 +150,7 @@ def build_scheduler(
     reason = unsupported_scheduler(class_path, init_args)
     if reason is not None:
         raise ValueError(f"cannot batch {class_path}: {reason}")
-    cls = _resolve(class_path) if "." in class_path else getattr(lr_scheduler, class_path)
-    return cls(optimizer, **init_args)
+    return _scheduler_class(class_path)(optimizer, **init_args)
 
 
 def must_match(class_path: str) -> tuple[str, ...]:

@@ -363,16 +363,16 @@ class Population:
             for index, member in enumerate(self.members):
                 if score is not None:
                     self.report(member, score[index], epoch)
+        # Judged where the run's checkpoint callback saves: every checkpoint_every epochs.
+        saves = (epoch + 1) % self.checkpoint_every == 0
+        monitored = values.get(self.monitor) if saves else None
         for index, member in enumerate(self.members):
             for point, losses in steps:
                 member.log.scalars(point, {"train/loss_step": losses[index], "epoch": epoch})
             scalars = {tag: value[index] for tag, value in values.items()}
             member.log.scalars(step - 1, scalars | {"epoch": epoch})
             member.log.flush()
-            monitored = values.get(self.monitor)
-            # Judged where the run's checkpoint callback saves: every checkpoint_every epochs.
-            saves = (epoch + 1) % self.checkpoint_every == 0
-            if monitored is not None and saves and self.improves(member, monitored[index]):
+            if monitored is not None and self.improves(member, monitored[index]):
                 member.best, member.best_epoch = monitored[index], epoch
                 member.best_step, member.best_point = step, self.point
                 improved[index] = True
