@@ -72,3 +72,18 @@ class Threads(Callback):
         import torch
 
         self.path.write_text(str(torch.get_num_threads()))
+
+
+class Probe(Callback):
+    """Multiplies two ``size`` x ``size`` matrices when built, as a user's network does that
+    runs a batch through itself to find a layer's size: work that PyTorch shares out between
+    its threads, while the CLI builds the run.
+
+    Args:
+        size: The matrices' side.
+    """
+
+    def __init__(self, size: int) -> None:
+        import torch
+
+        torch.ones(size, size) @ torch.ones(size, size)

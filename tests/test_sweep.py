@@ -588,7 +588,8 @@ def test_a_trial_whose_machine_dies_is_taken_over_after_the_grace_period_only(tm
 def test_ctrl_c_while_a_worker_starts_up_stops_the_sweep_without_a_traceback(tmp_path):
     path = sweep_file(tmp_path, args=[*SHORT, *held(tmp_path / "hold")])
     (tmp_path / "hold").touch()
-    sweep = start_sweep(tmp_path, str(path), "--workers", "2")
+    # Started, not forked: a forked worker has nothing to import (where CUDA is, they start so).
+    sweep = start_sweep(tmp_path, str(path), "--workers", "2", EXPERIMENTS_SWEEP_SPAWN="1")
     children = Path(f"/proc/{sweep.pid}/task/{sweep.pid}/children")
 
     def worker_importing() -> bool:
@@ -606,3 +607,38 @@ def test_ctrl_c_while_a_worker_starts_up_stops_the_sweep_without_a_traceback(tmp
     assert sweep.returncode == 130, err[-3000:]
     assert "Traceback" not in err, err[-3000:]
     assert "KeyboardInterrupt" not in err
+
+
+@pytest.mark.slow(seconds=8)
+def test_forked_workers_use_threads_after_the_check_built_the_run(tmp_path):
+    # The leading process checks the sweep by building its run before it forks the workers.
+    # Work shared between threads there starts OpenMP's threads, which a fork does not have:
+    # its first operation on two threads would then wait for them for ever. The check runs on
+    # one thread.
+    probe = {"class_path": "tests.plugins.Probe", "init_args": {"size": 1000}}
+    args = ["--trainer.max_epochs", "2", *SMALL[2:], f"--trainer.callbacks+={json.dumps(probe)}"]
+    path = sweep_file(
+        tmp_path, trials=2, args=[*args, *held(tmp_path / "hold")], space={LR: [0.05, 0.1]}
+    )
+    (tmp_path / "hold").touch()  # each trial waits after its first epoch: one on each worker
+    # Two threads from the start, in the leading process too (the tests' own setting is one).
+    sweep = start_sweep(tmp_path, str(path), "--workers", "2", OMP_NUM_THREADS="2")
+    sweep_dir = tmp_path / "lightning_logs" / "quick"
+    try:
+        wait_for(
+            lambda: len(list(sweep_dir.glob("version_*/checkpoints/last.ckpt"))) == 2,
+            sweep,
+            "an epoch of each trial",
+        )
+        (tmp_path / "hold").unlink()
+        out, err = sweep.communicate(timeout=120)
+    finally:
+        if sweep.poll() is None:
+            os.killpg(sweep.pid, signal.SIGKILL)
+    assert sweep.returncode == 0, err[-3000:]
+    assert states(study_of(tmp_path)) == {"COMPLETE": 2}
+    writers = set()
+    for number in range(2):
+        run = sweep_dir / f"version_{number}"
+        writers |= {written_by(events) for events in run.glob("events.out.tfevents.*")}
+    assert len(writers) == 2, out  # each worker trained one

@@ -23,7 +23,7 @@ import sys
 import time
 import warnings
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
@@ -172,6 +172,11 @@ class Worker:
         self.stop: int | None = None  # the signal that asked this worker to stop
         self.lost: database.StorageAwayError | None = None  # the database, given up mid-trial
         self.signal_handler = self.asked_to_stop  # the leading process also tells the others
+        # Whether to stay while other workers train the last trials, to take over any whose
+        # worker dies. A worker that a sweep command started need not: its leader stays, and
+        # it would die with its leader.
+        self.waits = True
+        self.pause: Callable[[], None] = lambda: time.sleep(POLL_SECONDS)
         self.name = f"{socket.gethostname()} {os.getpid()}"  # what HOLDER says of this worker
 
     def run_dir(self, number: int) -> RunPath:
@@ -270,9 +275,9 @@ class Worker:
         try:
             while self.stop is None:
                 claim = self.claim()
-                if claim is NoTrial.WAIT:
-                    time.sleep(POLL_SECONDS)
-                elif claim is NoTrial.DONE:
+                if claim is NoTrial.WAIT and self.waits:
+                    self.pause()
+                elif claim in (NoTrial.WAIT, NoTrial.DONE):
                     break
                 else:
                     self.train(claim)
