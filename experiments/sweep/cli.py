@@ -163,18 +163,21 @@ def fork_worker(args: argparse.Namespace, index: int, root: Path) -> Forked:
     for stream in (sys.stdout, sys.stderr):
         stream.flush()  # else what is buffered would be written twice
     # Signals wait until the fork has its own handlers: the leader's would pass them on.
-    caught = {signal.SIGINT, signal.SIGTERM}
-    signal.pthread_sigmask(signal.SIG_BLOCK, caught)
-    pid = os.fork()
+    leader = os.getpid()
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    try:
+        pid = os.fork()
+    finally:
+        if os.getpid() == leader:
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
     if pid:
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, caught)
         return Forked(pid)
     status = 1
     try:
         os.setsid()  # a session of its own, as a started worker's (see start_workers)
         signal.signal(signal.SIGINT, signal.default_int_handler)
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, caught)
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         status = guarded(argparse.Namespace(**{**vars(args), "worker": index, "root": root}))
     except SystemExit as exit:
         status = exit.code if isinstance(exit.code, int) else int(exit.code is not None)
