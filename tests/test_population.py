@@ -456,6 +456,8 @@ def test_two_workers_train_a_population_each(tmp_path):
     out, err = sweep.communicate(timeout=300)
     assert sweep.returncode == 0, err[-3000:]
     assert states(study_of(tmp_path, "pop")) == {"COMPLETE": 8}
+    # The command chose the size once; the worker it started took it.
+    assert out.count("population auto: up to 4 trials at once") == 1, out
     populations = sorted(sweep_dir.glob("population_*"))
     assert len(populations) == 2, out
     writers = set()

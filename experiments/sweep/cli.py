@@ -268,6 +268,8 @@ def run(args: argparse.Namespace) -> int:
         end_with_the_leader()
         worker.waits = False
         return worker.run()
+    if population == "auto":  # the workers it starts take the size it chose (and say nothing)
+        args.population = str(getattr(worker, "population", 1))
     others: list[subprocess.Popen | Forked] = []
 
     def forward(signum: int, frame: FrameType | None) -> None:
