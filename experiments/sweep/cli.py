@@ -3,12 +3,12 @@
 The command checks the sweep file against its experiment, opens (or makes) the study, and runs
 ``W`` workers: this process is one, and starts the others as processes of their own, each with
 its share of the CPU cores and, on a machine with several GPUs, a GPU of its own. On Linux
-without CUDA they are forks of this process, which has imported Lightning and the experiment
-already (3 to 5 s a process on a 2-core machine); elsewhere, or with ``EXPERIMENTS_SWEEP_SPAWN=1``,
-fresh processes. When they are
-done it prints the results, and writes ``best.yaml`` and the plots beside the trials. Run again,
-the same command continues the study: trials stopped or left by a worker that died go on from
-their checkpoints, and the study ends with exactly ``N`` finished or pruned trials.
+without CUDA they are forks of this process, which has imported Lightning already (3 to 5 s a
+process on a 2-core machine); elsewhere, or with ``EXPERIMENTS_SWEEP_SPAWN=1``, fresh ones.
+When they are done it prints the results, and writes ``best.yaml`` and the plots beside the
+trials. Run again, the same command continues the study: trials stopped or left by a worker
+that died go on from their checkpoints, and the study ends with exactly ``N`` finished or
+pruned trials.
 """
 
 import argparse
@@ -84,7 +84,7 @@ def devices_of(worker: int) -> str:
 def start_workers(
     args: argparse.Namespace, count: int, root: Path
 ) -> list["subprocess.Popen | Forked"]:
-    """Workers 1 to ``count - 1``, as processes of their own."""
+    """Workers 1 to ``count - 1``, as processes of their own: forks where they can be."""
     if can_fork():
         return [fork_worker(args, index, root) for index in range(1, count)]
     command = [sys.executable, "-m", "experiments.sweep", str(args.sweep), "--workers", str(count)]
