@@ -1,3 +1,5 @@
 from experiments.cli import main
+from experiments.shutdown import leave
 
 main()
+leave(0)
