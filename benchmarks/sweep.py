@@ -131,7 +131,7 @@ def pruning_table(place: Path) -> list[tuple[int, int, float]]:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=64, help="the first N configurations")
-    parser.add_argument("--repeat", type=int, default=3, help="runs of (c) and (d) each")
+    parser.add_argument("--repeat", type=int, default=3, help="runs of (c), (d) and (d1) each")
     args = parser.parse_args(argv)
     if args.repeat < 1 or args.trials < 1:
         parser.error("--trials and --repeat must be at least 1")
@@ -164,17 +164,15 @@ def main(argv: list[str] | None = None) -> None:
             (work / name).mkdir()
         startup = timed([[python, "-m", "experiments", "fit", "--help"]], work)
         bare = timed([[python, "-c", "import torch"]], work)
-        runs: dict[str, list[float]] = {
-            "(a) plain scripts": [timed(plain, work / "a")],
-            "(b) experiments fit": [timed(fits, work / "b")],
-            "(c) sweep, 2 workers": [],
-            "(d) sweep, vectorized": [],
-            "(d1) one population": [],
-        }
         ways = {
             "(c) sweep, 2 workers": [*sweep, str(bench), "--workers", "2", "--population", "1"],
             "(d) sweep, vectorized": [*sweep, str(bench), "--workers", "2"],
             "(d1) one population": [*sweep, str(bench), "--population", str(len(configs))],
+        }
+        runs: dict[str, list[float]] = {
+            "(a) plain scripts": [timed(plain, work / "a")],
+            "(b) experiments fit": [timed(fits, work / "b")],
+            **{way: [] for way in ways},
         }
         for turn in range(args.repeat):
             for way, command in ways.items():
